@@ -187,7 +187,8 @@ class WorkerCore:
             path = directory / f"{sha}.png"
             try:
                 if not path.exists():
-                    atomic_write_bytes(path, obs.screenshot_png, fsync=self.factory.fsync)
+                    atomic_write_bytes(path, obs.screenshot_png, fsync=self.factory.fsync,
+                                       content_addressed=True)
             except OSError as exc:
                 # The parent writes it (and meets the same error, which stops the run).
                 logger.warning("worker %d: cannot write screenshot %s: %s", os.getpid(), sha,

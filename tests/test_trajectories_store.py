@@ -178,8 +178,10 @@ def test_kill_9_mid_run_leaves_readable_records(tmp_path, finished_before_kill):
     # Only the steps in flight can be lost: at most one unfinished episode per env.
     unfinished = set(reader.episode_ids()) - set(finished)
     assert len(unfinished) <= 2
-    # No temporary file was left looking like a record.
-    assert not list(run.glob("screenshots/*.png.tmp"))
+    # A kill can leave a hidden temporary file behind, never a record that is not whole:
+    # every screenshot under its own name is the complete PNG of that hash.
+    for png in (run / "screenshots").glob("[!.]*"):
+        assert png.suffix == ".png" and screenshot_sha256(png.read_bytes()) == png.stem
     # Every line that is there is a whole JSON document.
     for line in (run / "results.jsonl").read_bytes().splitlines(keepends=True):
         if line.endswith(b"\n"):
@@ -188,3 +190,80 @@ def test_kill_9_mid_run_leaves_readable_records(tmp_path, finished_before_kill):
         for line in steps_file.read_bytes().splitlines(keepends=True):
             if line.endswith(b"\n"):
                 StepRecord.model_validate_json(line)
+
+
+_STRESS_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    sys.path.insert(0, {tests!r})
+    from conftest_loop import CLICK, ScriptedEnv, ScriptedPolicy, out, task
+    from agent.loop import run_episode
+    from trajectories.store import RunWriter
+
+    # fsync on screenshots widens the window in which two writers of one file overlap.
+    writer = RunWriter({run!r}, {{"suite": "unit"}}, fsync_screenshots=True)
+    barrier = threading.Barrier({threads})
+    errors = []
+
+    def work(t):
+        barrier.wait()  # all threads of this process start writing at once
+        env = ScriptedEnv(done_after=3)
+        try:
+            for k in range({episodes}):
+                eid = f"p{proc}-t{{t}}-e{{k}}"
+                # Episode k shows the same four screens in every thread and process (they
+                # depend on the env's reset count): all writers store the same
+                # content-addressed screenshots at about the same time.
+                run_episode(env, ScriptedPolicy([out(CLICK)]),
+                            task("t", seed=k), recorder=writer.start_episode(eid),
+                            episode_id=eid, max_steps=5)
+        except BaseException as exc:  # reported to the parent through the exit code
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range({threads})]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        sys.exit("\\n".join(errors))
+""")
+
+
+def test_concurrent_writers_in_threads_and_processes_leave_whole_files(tmp_path):
+    """Several processes, several threads each, one run directory, overlapping screenshots:
+    every file whole, every line parses, no episode missing or duplicated (issue 15: two
+    writers of one screenshot shared a temporary name and one rename failed)."""
+    run = tmp_path / "run"
+    RunWriter(run, {"suite": "unit"})
+    processes, threads, episodes = 4, 6, 5
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", _STRESS_SCRIPT.format(tests=str(TESTS_DIR), run=str(run),
+                                                      threads=threads, episodes=episodes,
+                                                      proc=p)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for p in range(processes)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr.decode()[-3000:]
+
+    expected = {f"p{p}-t{t}-e{k}" for p in range(processes) for t in range(threads)
+                for k in range(episodes)}
+    reader = RunDir(run)
+    results = reader.results()
+    assert sorted(r.episode_id for r in results) == sorted(expected)  # none lost, none twice
+    assert all(r.success and r.steps == 3 for r in results)
+    assert set(reader.episode_ids()) == expected
+    shas: set[str] = set()
+    for episode_id in sorted(expected):
+        steps = reader.steps(episode_id)
+        assert [s.index for s in steps] == [0, 1, 2]
+        assert reader.result(episode_id) is not None
+        shas.update(s.observation.screenshot_sha256 for s in steps)
+    assert len(shas) == 3 * episodes  # the same screens in every thread and process
+    stored = sorted(p.name for p in (run / "screenshots").iterdir())
+    # Three step screens and the final one per episode, each stored once; no temporary file.
+    assert len(stored) == 4 * episodes and {f"{sha}.png" for sha in shas} <= set(stored)
+    for name in stored:
+        sha = name.removesuffix(".png")
+        assert screenshot_sha256(reader.screenshot(sha)) == sha  # whole PNGs
+    for line in (run / "results.jsonl").read_bytes().splitlines():
+        json.loads(line)

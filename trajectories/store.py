@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from importlib import metadata
@@ -92,21 +93,38 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write `data` to `path` so that `path` is either absent/old or complete."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def atomic_write_bytes(
+    path: Path, data: bytes, *, fsync: bool = True, content_addressed: bool = False
+) -> None:
+    """Write `data` to `path` so that `path` is either absent/old or complete.
+
+    The temporary file has a name of its own (mkstemp), so any number of writers in any
+    number of threads and processes can write the same path at once; the last rename
+    wins whole. `content_addressed`: the name is a hash of the bytes, so a file that is
+    already there (written by another writer meanwhile) is success and is left as it is.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
     try:
-        _write_all(fd, data)
-        if fsync:
-            os.fsync(fd)
-    except OSError:
-        os.close(fd)
+        try:
+            _write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o644)
+        if content_addressed:
+            try:
+                os.link(tmp, path)  # fails, rather than replaces, when a writer got there first
+            except FileExistsError:
+                pass
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)  # a full disk must not leave half-written temporary files
+            os.unlink(tmp)  # a full disk or an error must not leave temporary files behind
         raise
-    os.close(fd)
-    os.replace(tmp, path)
     if fsync:
         _fsync_dir(path.parent)
 
@@ -356,7 +374,7 @@ class RunWriter:
             return sha
         path = self.path / SCREENSHOTS / f"{sha}.png"
         if not path.exists():
-            atomic_write_bytes(path, png, fsync=self.fsync_screenshots)
+            atomic_write_bytes(path, png, fsync=self.fsync_screenshots, content_addressed=True)
         self._known_screenshots.add(sha)
         return sha
 
