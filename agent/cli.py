@@ -4,6 +4,7 @@ registers itself on `app`; this file only creates the app and imports those modu
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
@@ -33,3 +34,22 @@ from agent import cmd_osworld  # noqa: E402, F401
 from agent import cmd_run  # noqa: E402, F401
 from agent import cmd_train  # noqa: E402, F401
 from agent import cmd_view  # noqa: E402, F401
+
+
+# Modules that come with an extra rather than the core (pyproject.toml), and the extra.
+EXTRA_OF_MODULE = {"trl": "train", "peft": "train", "datasets": "train", "pyarrow": "train",
+                   "ray": "ray", "pytest": "dev", "hypothesis": "dev"}
+
+
+def main() -> None:
+    """The console script: `app`, with a missing optional extra named rather than traced."""
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        extra = EXTRA_OF_MODULE.get(top)
+        if extra is None:
+            raise
+        print(f"error: this command needs {top!r}, part of the [{extra}] extra: "
+              f"pip install 'qwen-cua[{extra}]'", file=sys.stderr)
+        raise SystemExit(2) from None

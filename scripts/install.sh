@@ -21,4 +21,6 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install -q --upgrade pip
 # torch first and pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a CUDA build.
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e .
+# The project with every extra: the test suite covers training exports, Ray and the
+# toolchain. A user's `pip install qwen-cua` gets only the core (see pyproject.toml).
+.venv/bin/pip install -q -e '.[train,ray,dev]'
