@@ -13,6 +13,7 @@ environment's input space. Actions a target cannot express raise
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from actions.models import (
@@ -34,8 +35,8 @@ from actions.models import (
 )
 
 __all__ = [
-    "ANDROID_WORLD_KEYS", "UnsupportedActionError", "pyautogui_key", "to_android_world",
-    "to_pyautogui",
+    "ANDROID_WORLD_KEYS", "AdbSwipe", "UnsupportedActionError", "pyautogui_key",
+    "scroll_swipe", "to_adb_swipe", "to_android_world", "to_pyautogui",
 ]
 
 
@@ -197,20 +198,117 @@ ANDROID_WORLD_KEYS: frozenset[str] = frozenset({
     "keycode", "clear_text",
 })
 
+# The finger's direction -> the AndroidWorld `scroll` direction whose gesture moves the
+# finger that way. AndroidWorld's actuation.py swipes a `scroll` from the centre of the
+# screen to the edge *opposite* its name (`down`: centre -> top edge), so the content
+# follows the finger and the view moves the named way, like our Scroll and a mouse wheel.
+_SCROLL_FOR_FINGER = {"up": "down", "down": "up", "left": "right", "right": "left"}
 
-def _swipe_direction(dx: int, dy: int) -> str:
-    """The direction a finger moves (AndroidWorld `swipe` semantics)."""
+
+def _finger_direction(dx: int, dy: int) -> str:
+    """The dominant direction a finger moves along (dx, dy) (screen y grows downwards)."""
     if abs(dx) > abs(dy):
         return "right" if dx > 0 else "left"
     return "down" if dy > 0 else "up"
 
 
-def to_android_world(action: Action) -> dict[str, Any]:
-    """An AndroidWorld JSONAction-shaped dict for one action.
+@dataclass(frozen=True)
+class AdbSwipe:
+    """One `adb shell input swipe x1 y1 x2 y2 duration_ms`: the gesture that performs a
+    swipe, drag, long press (start == end) or scroll exactly, in screen pixels.
 
-    AndroidWorld's `swipe` only has a direction (the finger's; the screen centre line is
-    swiped), so a Swipe/Drag keeps its dominant direction and loses its exact points.
-    Its `scroll` direction is where the content moves into view, like our Scroll.
+    `adb_args()` is what AndroidWorld's `adb_utils.generate_swipe_command` returns for the
+    same points, for `adb_utils.issue_generic_request(args, env.controller)`.
+    """
+
+    start_x: int
+    start_y: int
+    end_x: int
+    end_y: int
+    duration_ms: int
+
+    def adb_args(self) -> list[str]:
+        return ["shell", "input", "swipe", str(self.start_x), str(self.start_y),
+                str(self.end_x), str(self.end_y), str(self.duration_ms)]
+
+    def shell_command(self) -> str:
+        """The same gesture as a device shell command line."""
+        return " ".join(self.adb_args()[1:])
+
+
+# Defaults of the gestures below; environments.android.AndroidConfig has the same ones.
+SCROLL_FRACTION_PER_NOTCH = 0.1  # one wheel notch = this fraction of the screen's span
+SCROLL_SWIPE_DURATION_S = 0.4
+DRAG_DURATION_S = 1.0
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def scroll_swipe(action: Scroll, width: int, height: int,
+                 fraction_per_notch: float = SCROLL_FRACTION_PER_NOTCH,
+                 duration_s: float = SCROLL_SWIPE_DURATION_S) -> AdbSwipe:
+    """The touch swipe that scrolls `action.amount` notches on a `width` x `height` screen.
+
+    The finger moves against the scroll direction (content follows the finger), centred
+    on (x, y) or the screen's centre; one notch is `fraction_per_notch` of the screen's
+    height (width for left/right), at most 80% of it, kept 1 px inside the screen.
+    """
+    x = action.x if action.x is not None else width // 2
+    y = action.y if action.y is not None else height // 2
+    vertical = action.direction in ("up", "down")
+    span = height if vertical else width
+    distance = min(round(span * fraction_per_notch * action.amount), round(span * 0.8))
+    sign = 1 if action.direction in ("up", "left") else -1  # the finger moves this way
+
+    def clamp(value: int, limit: int) -> int:
+        return max(1, min(limit - 2, value))
+
+    duration_ms = _milliseconds(duration_s)
+    if vertical:
+        return AdbSwipe(x, clamp(y - sign * distance // 2, height), x,
+                        clamp(y + sign * distance // 2, height), duration_ms)
+    return AdbSwipe(clamp(x - sign * distance // 2, width), y,
+                    clamp(x + sign * distance // 2, width), y, duration_ms)
+
+
+def to_adb_swipe(action: Action, width: int, height: int,
+                 drag_duration_s: float = DRAG_DURATION_S) -> AdbSwipe | None:
+    """The exact `input swipe` gesture of a Swipe, Drag, LongPress or Scroll on a `width` x
+    `height` touch screen; None for any other action.
+
+    This keeps what AndroidWorld's JSONAction cannot say: a swipe's points and duration,
+    a long press's duration, a scroll's position and amount.
+    """
+    if isinstance(action, Swipe):
+        return AdbSwipe(action.start_x, action.start_y, action.end_x, action.end_y,
+                        _milliseconds(action.duration_s))
+    if isinstance(action, Drag):
+        return AdbSwipe(action.start_x, action.start_y, action.end_x, action.end_y,
+                        _milliseconds(drag_duration_s))
+    if isinstance(action, LongPress):
+        return AdbSwipe(action.x, action.y, action.x, action.y,
+                        _milliseconds(action.duration_s))
+    if isinstance(action, Scroll):
+        return scroll_swipe(action, width, height)
+    return None
+
+
+def to_android_world(action: Action) -> dict[str, Any]:
+    """An AndroidWorld JSONAction-shaped dict for one action: the form to use where only a
+    JSONAction can be sent (`benchmarks.android_world_adapter` sends gestures and text
+    through the environment's adb controller instead, see `to_adb_swipe`).
+
+    What a JSONAction cannot say, and so is lost here (facts from AndroidWorld's
+    env/actuation.py, pinned in tests/test_actions_exporters.py):
+    - a Swipe/Drag becomes a `scroll` whose gesture moves the finger the same way (its
+      points and duration are lost; AndroidWorld's `swipe` is an edge-to-edge gesture
+      whose horizontal names are the opposite of the finger's, and `down` starts on the
+      top edge, opening the notification shade, so it is never used);
+    - a Scroll keeps its direction, not its position or amount;
+    - a LongPress lasts AndroidWorld's 1 s; a Wait AndroidWorld's 1 s;
+    - `input_text` presses Enter after typing.
     """
     if isinstance(action, Click):
         if action.button != "left":
@@ -224,9 +322,8 @@ def to_android_world(action: Action) -> dict[str, Any]:
     if isinstance(action, LongPress):
         return {"action_type": "long_press", "x": action.x, "y": action.y}
     if isinstance(action, Swipe | Drag):
-        return {"action_type": "swipe",
-                "direction": _swipe_direction(action.end_x - action.start_x,
-                                              action.end_y - action.start_y)}
+        finger = _finger_direction(action.end_x - action.start_x, action.end_y - action.start_y)
+        return {"action_type": "scroll", "direction": _SCROLL_FOR_FINGER[finger]}
     if isinstance(action, Scroll):
         return {"action_type": "scroll", "direction": action.direction}
     if isinstance(action, Type):

@@ -110,7 +110,7 @@ def eval_command(
         "--max-parse-failures", min=1,
         help="Consecutive unparsable outputs that end an episode.")] = 3,
     success_threshold: Annotated[float | None, typer.Option(
-        "--success-threshold", help="Reward counted as success (default: > 0).")] = None,
+        "--success-threshold", help="Reward counted as success (default: the suite's, else 1.0).")] = None,
     retry_errors: Annotated[bool, typer.Option(
         "--retry-errors", help="On resume, run errored episodes again.")] = False,
     max_consecutive_errors: Annotated[int, typer.Option(

@@ -19,7 +19,7 @@ screenshot taken), else through ``step(action)``.
 Parse errors and action errors (``Observation.action_error``) are fed back to the policy
 as ``StepHistory.feedback`` and counted. The reward comes from ``env.evaluate()`` after
 the episode; success is ``reward >= success_threshold`` when a threshold is given (or
-``task.config['success_threshold']``), else ``reward > 0`` (MiniWoB's convention).
+``task.config['success_threshold']``), else ``reward >= 1.0`` (a full score).
 
 `run_episodes_batched` runs many episodes on several environments and calls
 ``policy.act`` once per round on every live episode, which is what lets a local model
@@ -62,6 +62,8 @@ from trajectories.store import EpisodeRecorder, NullRecorder
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_PARSE_FAILURES = 3
+# Success is a full score unless a suite declares a threshold (task.config or run option).
+DEFAULT_SUCCESS_THRESHOLD = 1.0
 
 
 class PolicyContractError(RuntimeError):
@@ -75,7 +77,7 @@ class LoopOptions:
     `max_steps` / `time_limit_s` override the task's own values when not None.
     `max_parse_failures`: consecutive outputs without a valid action that end an episode.
     `success_threshold`: reward at or above which an episode counts as a success (None:
-    the task's config 'success_threshold', else reward > 0).
+    the task's config 'success_threshold', else DEFAULT_SUCCESS_THRESHOLD = 1.0).
     `platform`: 'web', 'desktop' or 'mobile', passed to the policy (picks its tool schema).
     """
 
@@ -267,8 +269,9 @@ class EpisodeRun:
         threshold = self.options.success_threshold
         if threshold is None:
             threshold = self.task.config.get("success_threshold")
-        success = self.error is None and (reward >= threshold if threshold is not None
-                                          else reward > 0)
+        # A partial score (a fuzzy ratio, an averaged `and` of metrics) is no success.
+        success = self.error is None and reward >= (
+            threshold if threshold is not None else DEFAULT_SUCCESS_THRESHOLD)
         assert self.terminated_by is not None
         result = EpisodeResult(
             episode_id=self.episode_id, suite=self.task.suite, task_id=self.task.task_id,

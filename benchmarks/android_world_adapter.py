@@ -4,11 +4,26 @@
 an `EnvironmentInteractingAgent`: `reset(go_home)`, `step(goal) -> AgentInteractionResult`,
 `name`, `transition_pause`, `set_max_steps`. Each step it reads AndroidWorld's state
 (screenshot pixels, UI elements), asks our policy for actions as for any mobile episode,
-converts each action with `actions.exporters.to_android_world` into AndroidWorld's
-`JSONAction`, and executes it with `env.execute_action` (an `answer` sets the
-environment's `interaction_cache`, which AndroidWorld's question tasks grade; a
-`terminate` ends the episode). Coordinates need no conversion: our input space is
-AndroidWorld's logical screen (`env.logical_screen_size`), which the observation states.
+and executes each one:
+
+- a swipe, drag, long press or scroll as its exact `adb shell input swipe` gesture
+  (`actions.exporters.to_adb_swipe`) through the environment's controller, as the
+  GUI-Owl AndroidWorld runner (X-PLUG/MobileAgent, Mobile-Agent-v3.5/android_world_v3.5)
+  patches actuation to do: AndroidWorld's own `swipe` is an edge-to-edge gesture named
+  opposite to the finger horizontally, and its `scroll` loses position and amount;
+- text with AndroidWorld's `adb_utils.type_text`, without the Enter that its
+  `input_text` action presses afterwards;
+- a wait by sleeping its seconds (AndroidWorld's `wait` is always 1 s);
+- everything else as AndroidWorld's `JSONAction` (`actions.exporters.to_android_world`)
+  with `env.execute_action` (an `answer` sets the environment's `interaction_cache`, which
+  AndroidWorld's question tasks grade; a `status` ends the episode).
+
+Without a device controller (android_world not installed and none given) gestures and
+text fall back to JSONActions, with the losses `to_android_world` lists. An action that
+raises fails its step (the error is fed back to the policy, the step's remaining actions
+are skipped), as AndroidWorld's M3A agent does, not the task. Coordinates need no
+conversion: our input space is AndroidWorld's logical screen (`env.logical_screen_size`),
+which the observation states.
 
 With `android_world` installed (its own repository: `pip install -e .` in a checkout) and
 an emulator set up as its README says:
@@ -31,10 +46,12 @@ import io
 import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from actions.contracts import EpisodeState, Policy, PolicyOutput, StepHistory, Task
-from actions.exporters import UnsupportedActionError, to_android_world
+from actions.exporters import AdbSwipe, UnsupportedActionError, to_adb_swipe, to_android_world
+from actions.models import Action, Type, Wait
 from actions.observation import Observation, Size
 
 logger = logging.getLogger(__name__)
@@ -105,6 +122,34 @@ class JSONActionRecord:
     goal_status: str | None = None
     app_name: str | None = None
     keycode: str | None = None
+    clear_text: bool | None = None
+
+
+class AndroidWorldDevice(Protocol):
+    """What the adapter does on the device beyond a JSONAction."""
+
+    def swipe(self, gesture: AdbSwipe) -> None:
+        """Run `adb shell input swipe` with the gesture's points and duration."""
+
+    def type_text(self, text: str) -> None:
+        """Type `text` into the focused field, and nothing else (no Enter)."""
+
+
+class AdbUtilsDevice:
+    """AndroidWorldDevice through android_world's own adb_utils on `env.controller`."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+
+    def swipe(self, gesture: AdbSwipe) -> None:  # pragma: no cover - needs android_world
+        from android_world.env import adb_utils
+
+        adb_utils.issue_generic_request(gesture.adb_args(), self.env.controller)
+
+    def type_text(self, text: str) -> None:  # pragma: no cover - needs android_world
+        from android_world.env import adb_utils
+
+        adb_utils.type_text(text, self.env.controller, timeout_sec=10)
 
 
 def make_json_action(fields: dict[str, Any]) -> Any:
@@ -133,13 +178,25 @@ class QwenCuaAgent(_AgentBase):
     """An AndroidWorld agent backed by a qwen-cua `Policy` (see the module docstring).
 
     `transition_pause=None` lets AndroidWorld wait for a stable screen itself
-    (`get_state(wait_to_stabilize=True)`) instead of sleeping a fixed time.
+    (`get_state(wait_to_stabilize=True)`) instead of sleeping a fixed time. `device` runs
+    exact gestures and text (default: android_world's adb_utils when it is installed,
+    else None: JSONActions only). `sleep` performs Wait actions.
     """
 
     def __init__(self, env: Any, policy: Policy, name: str = "qwen-cua",
-                 transition_pause: float | None = None) -> None:
+                 transition_pause: float | None = None,
+                 device: AndroidWorldDevice | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(env, name, transition_pause)
         self.policy = policy
+        if device is None and HAVE_ANDROID_WORLD:
+            device = AdbUtilsDevice(env)
+        if device is None:
+            logger.warning("no device controller: swipes, scrolls and long presses go as "
+                           "AndroidWorld JSONActions (points, amounts and durations are "
+                           "lost) and typed text is followed by Enter")
+        self.device = device
+        self.sleep = sleep
         self._history: list[StepHistory] = []
         self._episode_id = uuid.uuid4().hex[:12]
 
@@ -168,6 +225,28 @@ class QwenCuaAgent(_AgentBase):
             a11y_tree=describe_ui_elements(getattr(state, "ui_elements", None) or []) or None,
         )
 
+    def execute(self, action: Action) -> dict[str, Any]:
+        """Perform one action (see the module docstring); returns what was sent.
+
+        Raises UnsupportedActionError when AndroidWorld cannot express the action, and
+        whatever the device or AndroidWorld raises when executing it fails.
+        """
+        if isinstance(action, Wait):
+            self.sleep(action.seconds)
+            return {"action_type": "wait", "seconds": action.seconds}
+        if self.device is not None:
+            width, height = self.env.logical_screen_size
+            gesture = to_adb_swipe(action, width, height)
+            if gesture is not None:
+                self.device.swipe(gesture)
+                return {"action_type": action.type, "adb": gesture.adb_args()}
+            if isinstance(action, Type):
+                self.device.type_text(action.text)
+                return {"action_type": "type", "text": action.text}
+        fields = to_android_world(action)
+        self.env.execute_action(make_json_action(fields))
+        return fields
+
     def step(self, goal: str) -> AgentInteractionResult:
         observation = self.observation(self._state())
         task = Task(suite="android_world", task_id="android_world", instruction=goal)
@@ -180,11 +259,14 @@ class QwenCuaAgent(_AgentBase):
         done = False
         for action in output.actions:
             try:
-                fields = to_android_world(action)
+                fields = self.execute(action)
             except UnsupportedActionError as exc:
                 feedback.append(f"{action.type} was not executed: {exc}")
                 continue
-            self.env.execute_action(make_json_action(fields))
+            except Exception as exc:  # noqa: BLE001 - any failure fails this step only
+                logger.warning("executing %r failed: %s", action, exc)
+                feedback.append(f"{action.type} failed: {type(exc).__name__}: {exc}")
+                break
             executed.append(fields)
             if fields["action_type"] in ("status", "answer"):
                 # AndroidWorld ends an episode on `status`; an answer is final too.

@@ -51,6 +51,7 @@ from adbutils.errors import AdbError
 from pydantic import BaseModel, ConfigDict, Field
 
 from actions.contracts import EnvironmentCrashed, Task
+from actions.exporters import scroll_swipe
 from actions.models import (
     Action,
     Answer,
@@ -563,25 +564,12 @@ class AndroidEnvironment:
         return f"unsupported action {action.type}"
 
     def _scroll(self, action: Scroll, width: int, height: int) -> str | None:
-        """A scroll of N notches is a swipe the other way (content follows the finger)."""
-        x = action.x if action.x is not None else width // 2
-        y = action.y if action.y is not None else height // 2
-        vertical = action.direction in ("up", "down")
-        span = height if vertical else width
-        distance = min(round(span * self.config.scroll_fraction_per_notch * action.amount),
-                       round(span * 0.8))
-        sign = 1 if action.direction in ("up", "left") else -1  # finger moves this way
-
-        def clamp(value: int, limit: int) -> int:
-            return max(1, min(limit - 2, value))
-
-        if vertical:
-            start_y = clamp(y - sign * distance // 2, height)
-            end_y = clamp(y + sign * distance // 2, height)
-            return self._swipe(x, start_y, x, end_y, self.config.swipe_duration_s)
-        start_x = clamp(x - sign * distance // 2, width)
-        end_x = clamp(x + sign * distance // 2, width)
-        return self._swipe(start_x, y, end_x, y, self.config.swipe_duration_s)
+        """A scroll of N notches is a swipe the other way (content follows the finger);
+        the same gesture the AndroidWorld adapter sends (actions.exporters.scroll_swipe)."""
+        gesture = scroll_swipe(action, width, height, self.config.scroll_fraction_per_notch,
+                               self.config.swipe_duration_s)
+        return self._swipe(gesture.start_x, gesture.start_y, gesture.end_x, gesture.end_y,
+                           self.config.swipe_duration_s)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` (adbutils calls on `self.device`), turning a lost device into a crash."""

@@ -1,5 +1,7 @@
-"""The AndroidWorld adapter: our actions become AndroidWorld JSONActions, executed on an
-object with AndroidWorld's AsyncEnv methods (android_world itself is not installed here)."""
+"""The AndroidWorld adapter against a stand-in: a recording AsyncEnv (AndroidWorld's
+AsyncEnv methods) and a recording device controller; android_world itself is not
+installed here. These tests prove plumbing; the gesture semantics they rely on are
+checked against AndroidWorld's actuation.py facts in tests/test_actions_exporters.py."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from actions.contracts import PolicyOutput
+from actions.exporters import AdbSwipe
 from actions.models import (
     Answer,
     Click,
@@ -21,6 +24,7 @@ from actions.models import (
     Wait,
 )
 from benchmarks.android_world_adapter import (
+    HAVE_ANDROID_WORLD,
     JSONActionRecord,
     QwenCuaAgent,
     describe_ui_elements,
@@ -74,31 +78,83 @@ class ScriptedPolicy:
         pass
 
 
-def test_actions_become_json_actions_in_order():
-    env = RecordingAsyncEnv()
-    policy = ScriptedPolicy([
+class RecordingDevice:
+    """The adapter's device controller (AndroidWorldDevice), recording what it is asked."""
+
+    def __init__(self, fail_on_type: bool = False) -> None:
+        self.calls: list = []
+        self.fail_on_type = fail_on_type
+
+    def swipe(self, gesture: AdbSwipe) -> None:
+        self.calls.append(("swipe", gesture.adb_args()))
+
+    def type_text(self, text: str) -> None:
+        if self.fail_on_type:
+            raise RuntimeError("adb: device offline")
+        self.calls.append(("type", text))
+
+
+def steps_of(*actions_per_step: list) -> ScriptedPolicy:
+    return ScriptedPolicy(list(actions_per_step))
+
+
+def test_gestures_and_text_go_through_the_device_exactly():
+    env, device, slept = RecordingAsyncEnv(), RecordingDevice(), []
+    policy = steps_of(
         [Click(x=100, y=200)],
-        [LongPress(x=5, y=6), Type(text="héllo 'x'")],
-        [Swipe(start_x=500, start_y=2000, end_x=500, end_y=400), Scroll(direction="down", amount=3)],
+        [LongPress(x=5, y=6, duration_s=2.0), Type(text="héllo 'x'")],
+        [Swipe(start_x=500, start_y=2000, end_x=500, end_y=400, duration_s=0.3),
+         Scroll(direction="down", amount=3, x=540, y=1200)],
         [SystemButton(button="back"), SystemButton(button="home"), SystemButton(button="enter")],
-        [OpenApp(name="Contacts"), Wait(seconds=1)],
-    ])
-    agent = QwenCuaAgent(env, policy)
+        [OpenApp(name="Contacts"), Wait(seconds=2.5)],
+    )
+    agent = QwenCuaAgent(env, policy, device=device, sleep=slept.append)
     results = [agent.step("do it") for _ in range(5)]
     assert not any(r.done for r in results)
+    assert device.calls == [
+        ("swipe", ["shell", "input", "swipe", "5", "6", "5", "6", "2000"]),
+        ("type", "héllo 'x'"),
+        ("swipe", ["shell", "input", "swipe", "500", "2000", "500", "400", "300"]),
+        ("swipe", ["shell", "input", "swipe", "540", "1560", "540", "840", "400"]),
+    ]
+    # no input_text (it would press Enter), no edge-to-edge swipe, no 1 s wait
     assert env.executed == [
         JSONActionRecord(action_type="click", x=100, y=200),
-        JSONActionRecord(action_type="long_press", x=5, y=6),
-        JSONActionRecord(action_type="input_text", text="héllo 'x'"),
-        JSONActionRecord(action_type="swipe", direction="up"),
-        JSONActionRecord(action_type="scroll", direction="down"),
         JSONActionRecord(action_type="navigate_back"),
         JSONActionRecord(action_type="navigate_home"),
         JSONActionRecord(action_type="keyboard_enter"),
         JSONActionRecord(action_type="open_app", app_name="Contacts"),
-        JSONActionRecord(action_type="wait"),
     ]
+    assert slept == [2.5]
     assert env.stabilize_flags == [True] * 5  # no fixed transition pause
+
+
+def test_without_a_device_actions_are_json_actions():
+    assert not HAVE_ANDROID_WORLD  # else the adapter would pick android_world's adb_utils
+    env, slept = RecordingAsyncEnv(), []
+    policy = steps_of([Swipe(start_x=500, start_y=2000, end_x=500, end_y=400),
+                       LongPress(x=5, y=6), Type(text="hi"), Wait(seconds=0.5)])
+    agent = QwenCuaAgent(env, policy, sleep=slept.append)
+    agent.step("do it")
+    assert env.executed == [
+        JSONActionRecord(action_type="scroll", direction="down"),  # finger up = scroll down
+        JSONActionRecord(action_type="long_press", x=5, y=6),
+        JSONActionRecord(action_type="input_text", text="hi"),
+    ]
+    assert slept == [0.5]
+
+
+def test_a_failing_action_fails_its_step_not_the_task():
+    env = RecordingAsyncEnv()
+    policy = steps_of([Type(text="x"), Click(x=1, y=1)], [Click(x=2, y=2)])
+    agent = QwenCuaAgent(env, policy, device=RecordingDevice(fail_on_type=True))
+    first = agent.step("type")
+    assert not first.done and first.data["actions"] == []
+    assert "type failed: RuntimeError: adb: device offline" in first.data["feedback"]
+    assert env.executed == []  # the step's later click was not run
+    second = agent.step("type")
+    assert second.data["actions"] == [{"action_type": "click", "x": 2, "y": 2}]
+    assert "device offline" in policy.seen[1].history[0].feedback
 
 
 def test_observation_states_logical_and_pixel_sizes_and_elements():

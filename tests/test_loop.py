@@ -22,7 +22,7 @@ def test_terminate_ends_episode_with_reward_and_agent_status():
     assert result.terminated_by == "terminate"
     assert result.agent_status == "success"
     assert result.steps == 3
-    assert result.reward == pytest.approx(0.8) and result.success
+    assert result.reward == pytest.approx(0.8) and not result.success  # a partial score
     assert result.error is None
     assert env.executed == [CLICK, CLICK, TERMINATE]  # terminal actions reach the env too
     assert result.instruction == "do the thing"  # the reset observation's instruction wins
@@ -163,9 +163,12 @@ def test_evaluate_failure_is_an_error():
 def test_success_threshold_from_argument_and_task_config():
     env = ScriptedEnv(reward=0.5)
     policy = ScriptedPolicy([out(TERMINATE)])
-    assert run_episode(env, policy, task()).success  # default: reward > 0
-    assert not run_episode(env, policy, task(), success_threshold=1.0).success
+    # default: a partial score (a fuzzy ratio, an averaged `and`) is no success
+    assert not run_episode(env, policy, task()).success
+    assert run_episode(env, policy, task(), success_threshold=0.5).success
     assert not run_episode(env, policy, task(config={"success_threshold": 0.6})).success
+    assert run_episode(env, policy, task(config={"success_threshold": 0.4})).success
+    assert run_episode(ScriptedEnv(reward=1.0), policy, task()).success
 
 
 def test_batched_calls_policy_once_per_round_for_all_live_episodes():

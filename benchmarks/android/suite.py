@@ -5,6 +5,11 @@ real adb server and `environments.android.AndroidEnvironment`.
 flag): `reset` sets the device up for the task (`initialize`, through adb), `evaluate`
 runs the task's `is_successful` against the device (through adb), the next `reset` or
 `close` runs `tear_down`.
+
+Scoring follows AndroidWorld's runner (android_world/suite_utils.py `_run_task`): the
+task's score counts only when the agent signalled completion (a `terminate` or an
+`answer`, AndroidWorld's `status` / `answer`), else it is 0; the step budget is
+10 x the task's complexity (`tasks.step_budget`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 from typing import Any
 
 from actions.contracts import EnvironmentCrashed, Task
-from actions.models import Action
+from actions.models import Action, Answer, Terminate
 from actions.observation import Observation
 from benchmarks.android.tasks import TASK_TYPES, AndroidTask, instantiate
 from environments.android import AndroidConfig, AndroidEnvironment
@@ -32,6 +37,7 @@ class AndroidTaskEnvironment:
         self.env = env
         self.device_process = device_process
         self.template: AndroidTask | None = None
+        self.agent_signalled_done = False
 
     def reset(self, task: Task) -> Observation:
         self._tear_down()
@@ -41,17 +47,24 @@ class AndroidTaskEnvironment:
         template.initialize(self.env)
         self.env.shell("input keyevent 3")
         self.template = template
+        self.agent_signalled_done = False
         return self.env.observe(instruction=template.goal)
 
     def step(self, action: Action) -> Observation:
+        if isinstance(action, Answer | Terminate):
+            self.agent_signalled_done = True
         return self.env.step(action)
 
     def notify_terminal(self, action: Action) -> None:
+        self.agent_signalled_done = True
         self.env.notify_terminal(action)
 
     def evaluate(self) -> float:
+        """The task's score if the agent signalled completion, else 0 (AndroidWorld)."""
         if self.template is None:
             raise RuntimeError("call reset(task) before evaluate()")
+        if not self.agent_signalled_done:
+            return 0.0
         return float(self.template.is_successful(self.env, self.env.last_answer))
 
     def _tear_down(self) -> None:

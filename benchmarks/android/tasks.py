@@ -164,13 +164,29 @@ PlanStep = Tap | LongPressOn | SwipeLeftOn | TypeInto | AnswerFrom | Do
 
 # ---------------------------------------------------------------- the templates
 
+def step_budget(complexity: float) -> int:
+    """AndroidWorld's step budget for a task of `complexity`: int(10 x complexity)
+    (android_world/suite_utils.py `_allocate_step_budget`)."""
+    return int(10 * complexity)
+
+
 class AndroidTask(ABC):
-    """One task template; an instance is the task with its parameters fixed."""
+    """One task template; an instance is the task with its parameters fixed.
+
+    `complexity` is AndroidWorld's task attribute: the step budget is
+    `step_budget(complexity)`. Where AndroidWorld has the same task (ContactsAddContact)
+    its value is used; the others take the value of AndroidWorld's closest task (named
+    beside each), raised where our expert needs scrolls.
+    """
 
     name: ClassVar[str]
     template: ClassVar[str]
     app: ClassVar[str]
-    max_steps: ClassVar[int] = 20
+    complexity: ClassVar[float] = 1.0
+
+    @property
+    def max_steps(self) -> int:
+        return step_budget(self.complexity)
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -235,6 +251,7 @@ class _ContactsTask(AndroidTask):
 
 class ContactsAddContact(_ContactsTask):
     name = "ContactsAddContact"
+    complexity = 1.2  # AndroidWorld's own ContactsAddContact
     template = "Create a new contact for {contact_name}. Their number is {phone}."
 
     @classmethod
@@ -258,6 +275,7 @@ class ContactsAddContact(_ContactsTask):
 
 class ContactsDeleteContact(_ContactsTask):
     name = "ContactsDeleteContact"
+    complexity = 1.0  # as MarkorDeleteNote
     template = "Delete the contact {contact_name}."
 
     @classmethod
@@ -280,6 +298,7 @@ class ContactsDeleteContact(_ContactsTask):
 
 class ContactsFavorite(_ContactsTask):
     name = "ContactsFavorite"
+    complexity = 1.2  # as MarkorEditNote
     template = "Add {contact_name} to my favorite contacts."
 
     @classmethod
@@ -298,6 +317,7 @@ class ContactsFavorite(_ContactsTask):
 
 class ContactsPhoneQuestion(_ContactsTask):
     name = "ContactsPhoneQuestion"
+    complexity = 1.0  # as a one-lookup question
     template = "What is the phone number of {contact_name}? Answer with the number only."
 
     @classmethod
@@ -332,6 +352,7 @@ class _NotesTask(AndroidTask):
 
 class NotesCreateNote(_NotesTask):
     name = "NotesCreateNote"
+    complexity = 1.6  # as MarkorCreateNote
     template = 'Create a note titled "{title}" with the text: {body}'
 
     @classmethod
@@ -354,6 +375,7 @@ class NotesCreateNote(_NotesTask):
 
 class NotesDeleteNote(_NotesTask):
     name = "NotesDeleteNote"
+    complexity = 1.0  # as MarkorDeleteNote
     template = 'Delete the note "{title}".'
 
     @classmethod
@@ -388,6 +410,7 @@ class _TasksTask(AndroidTask):
 
 class TasksAddTask(_TasksTask):
     name = "TasksAddTask"
+    complexity = 1.2  # as MarkorEditNote
     template = 'Add a task "{title}" to my to-do list.'
 
     @classmethod
@@ -409,6 +432,7 @@ class TasksAddTask(_TasksTask):
 
 class TasksCompleteTask(_TasksTask):
     name = "TasksCompleteTask"
+    complexity = 1.0  # as MarkorDeleteNote
     template = 'Mark the task "{title}" as done.'
 
     @classmethod
@@ -426,6 +450,7 @@ class TasksCompleteTask(_TasksTask):
 
 class TasksDeleteTask(_TasksTask):
     name = "TasksDeleteTask"
+    complexity = 1.0  # as MarkorDeleteNote
     template = 'Delete the task "{title}" (swipe it away).'
 
     @classmethod
@@ -443,6 +468,7 @@ class TasksDeleteTask(_TasksTask):
 
 class TasksRemainingQuestion(_TasksTask):
     name = "TasksRemainingQuestion"
+    complexity = 1.0  # as a one-lookup question
     template = "How many tasks are left to do in my to-do list? Answer with a number."
 
     @classmethod
@@ -484,12 +510,14 @@ class _SettingsTask(AndroidTask):
 
 class SettingsToggle(_SettingsTask):
     name = "SettingsToggle"
+    complexity = 1.0  # as SystemWifiTurnOn
     template = "Turn {label} {state}."
     choices = SWITCHES_TOP
 
 
 class SettingsToggleBelowFold(_SettingsTask):
     name = "SettingsToggleBelowFold"
+    complexity = 2.0  # SystemWifiTurnOn plus scrolling
     template = "In Settings, turn {label} {state}."
     choices = SWITCHES_BELOW
 
@@ -517,6 +545,7 @@ def _alarms(rng: random.Random, count: int) -> list[list]:
 
 class ClockAddAlarm(_ClockTask):
     name = "ClockAddAlarm"
+    complexity = 1.6  # as MarkorCreateNote
     template = 'Set an alarm for {hour:02d}:{minute:02d} labeled "{label}".'
 
     @classmethod
@@ -542,6 +571,7 @@ class ClockAddAlarm(_ClockTask):
 
 class ClockDisableAlarm(_ClockTask):
     name = "ClockDisableAlarm"
+    complexity = 1.0  # as ClockStopWatchRunning
     template = 'Turn off the "{label}" alarm.'
 
     @classmethod
@@ -561,6 +591,7 @@ class ClockDisableAlarm(_ClockTask):
 
 class ClockAlarmQuestion(_ClockTask):
     name = "ClockAlarmQuestion"
+    complexity = 1.0  # as a one-lookup question
     template = 'What time is the "{label}" alarm set for? Answer as HH:MM.'
 
     @classmethod
