@@ -32,6 +32,7 @@ from agent import cmd_evolve  # noqa: E402, F401
 from agent import cmd_export  # noqa: E402, F401
 from agent import cmd_osworld  # noqa: E402, F401
 from agent import cmd_run  # noqa: E402, F401
+from agent import cmd_serve_env  # noqa: E402, F401
 from agent import cmd_train  # noqa: E402, F401
 from agent import cmd_view  # noqa: E402, F401
 
