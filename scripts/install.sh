@@ -23,4 +23,4 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install -q torch==2.13.0
 # The project with every extra: the test suite covers training exports, Ray and the
 # toolchain. A user's `pip install qwen-cua` gets only the core (see pyproject.toml).
-.venv/bin/pip install -q -e '.[train,ray,dev]'
+.venv/bin/pip install -q -e '.[train,ray,dev,serve]'
