@@ -121,6 +121,10 @@ def eval_command(
     provider: Annotated[str | None, typer.Option(
         "--provider", help="osworld: the VM provider (docker, vmware, virtualbox, aws, ...)."
     )] = None,
+    protocol: Annotated[str, typer.Option(
+        "--protocol", help="osworld: 'official' waits as OSWorld's runner (60 s after "
+        "reset, 20 s before evaluating; comparable with published tables), 'fast' "
+        "settles instead.")] = "official",
     list_tasks: Annotated[bool, typer.Option(
         "--list", help="List the suite's tasks and exit.")] = False,
     workers: Annotated[int, typer.Option(
@@ -162,6 +166,11 @@ def eval_command(
             suite_opts["osworld_dir"] = str(osworld_dir)
         if provider is not None:
             suite_opts["provider"] = provider
+        if suite == "osworld":
+            from agent.cmd_osworld import osworld_suite_options
+
+            suite_opts.update(osworld_suite_options(
+                out or default_out(f"{suite}-{policy}"), protocol, model, policy))
         suite_obj = get_suite(suite, **suite_opts)
     except KeyError as exc:
         raise fail(console, str(exc.args[0])) from None
@@ -171,7 +180,8 @@ def eval_command(
         for task_id in suite_obj.list_tasks():
             console.print(task_id, highlight=False)
         return
-    out_dir = out or default_out(f"{suite}-{policy}")
+    out_dir = Path(suite_opts["result_dir"]).parent if suite == "osworld" else (
+        out or default_out(f"{suite}-{policy}"))
     try:
         from agent.safety import rules_from_cli
 

@@ -9,12 +9,27 @@ as OSWorld `pyautogui` code (actions.exporters.to_pyautogui) or as `computer_13`
 (`to_computer_13`). Nothing of OSWorld is needed to list tasks; running them needs the
 package and a provider, and `check_available()` says exactly what is missing.
 
-`domain_summary(run_dir)` turns a run's results.jsonl into OSWorld's per-domain table
-(success rate = mean score x 100, as OSWorld's show_result.py computes it).
+Protocol (`protocol=`): `official` does what OSWorld's `lib_run_single.py` does — waits
+60 s after reset before the first screenshot, 20 s before evaluating, and sleeps
+`sleep_after_execution` (run.py's default 0.0) after each action — so scores compare
+with published tables; `fast` replaces those waits with our settle detection (the
+screenshot polled until two in a row are identical, bounded).
+
+Beside our record, each task's OSWorld result directory is written as `lib_run_single.py`
+writes it (`result.txt`, `traj.jsonl`, `step_N_<time>.png`, `recording.mp4` when the
+provider records), under `<result_dir>/<action_space>/screenshot/<model>/<domain>/<id>/`,
+so OSWorld's own `show_result.py` reads it. An episode that crashes gets an `{"Error":
+...}` line and no `result.txt`, as in OSWorld's run.py; such episodes are left out of the
+score and counted as crashed (`--retry-errors` runs them again).
+
+`domain_summary(path)` turns a run's results.jsonl, or an OSWorld result tree, into
+OSWorld's per-domain table (score = mean of the scores, x 100, as show_result.py
+computes it; success = a full score), crashed episodes counted apart.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import io
 import json
@@ -22,13 +37,13 @@ import logging
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from actions.contracts import Task
-from actions.exporters import pyautogui_key
+from actions.contracts import EnvironmentCrashed, Task
 from actions.models import (
     Action,
     Answer,
@@ -47,9 +62,16 @@ from benchmarks.base import SuiteUnavailable
 
 logger = logging.getLogger(__name__)
 
-VM_PROVIDERS = ("docker", "vmware", "virtualbox", "aws", "azure", "gcp", "aliyun",
-                "volcengine")
+# Exactly the providers OSWorld's factory builds (desktop_env/providers/__init__.py
+# `create_vm_manager_and_provider`; pinned in tests/test_osworld_parity.py).
+VM_PROVIDERS = ("vmware", "virtualbox", "aws", "azure", "docker", "aliyun", "volcengine")
 ACTION_SPACES = ("pyautogui", "computer_13")
+PROTOCOLS = ("official", "fast")
+Protocol = Literal["official", "fast"]
+# lib_run_single.py's waits and run.py's default pause after each action.
+OFFICIAL_RESET_WAIT_S = 60.0
+OFFICIAL_EVALUATE_WAIT_S = 20.0
+OFFICIAL_SLEEP_AFTER_EXECUTION_S = 0.0
 _LOCAL_TOOLS = {"docker": "docker", "vmware": "vmrun", "virtualbox": "VBoxManage"}
 
 
@@ -59,6 +81,27 @@ class OSWorldUnavailable(SuiteUnavailable):
 
 class UnsupportedActionError(ValueError):
     """The OSWorld action space has no way to express this action."""
+
+
+class ScreenshotUnavailable(EnvironmentCrashed):
+    """OSWorld's controller returned no screenshot (None after its own retries)."""
+
+
+# Canonical key names that OSWorld's computer_13 key list (desktop_env/actions.py
+# KEYBOARD_KEYS, which PythonController checks every PRESS/HOTKEY key against) spells
+# differently. Every other canonical key name is in that list as it is.
+_COMPUTER_13_KEYS = {"space": " ", "meta": "win", "menu": "apps"}
+# PythonController builds `pyautogui.press('{key}')`: these keys would break the quotes.
+_COMPUTER_13_UNQUOTABLE = {"'", "\\"}
+
+
+def computer_13_key(key: str) -> str:
+    """OSWorld's computer_13 name for a canonical key name."""
+    if key in _COMPUTER_13_UNQUOTABLE:
+        raise UnsupportedActionError(
+            f"OSWorld computer_13 pastes key names into pyautogui.press('{key}'), which "
+            f"breaks on {key!r}: type it (TYPING) or use the pyautogui action space")
+    return _COMPUTER_13_KEYS.get(key, key)
 
 
 # ----------------------------------------------------------------------------- mapping
@@ -104,10 +147,10 @@ def to_computer_13(action: Action) -> list[dict[str, Any] | str]:
         case Type(text=text):
             return [{"action_type": "TYPING", "parameters": {"text": text}}]
         case Key(keys=keys) if len(keys) == 1:
-            return [{"action_type": "PRESS", "parameters": {"key": pyautogui_key(keys[0])}}]
+            return [{"action_type": "PRESS", "parameters": {"key": computer_13_key(keys[0])}}]
         case Key(keys=keys):
             return [{"action_type": "HOTKEY",
-                     "parameters": {"keys": [pyautogui_key(k) for k in keys]}}]
+                     "parameters": {"keys": [computer_13_key(k) for k in keys]}}]
         case SystemButton(button="enter"):
             return [{"action_type": "PRESS", "parameters": {"key": "enter"}}]
         case Wait():
@@ -161,8 +204,17 @@ def check_available(provider: str, osworld_dir: str | Path | None = None) -> Non
         if probe.returncode != 0:
             raise OSWorldUnavailable(
                 f"docker is installed but its daemon is not reachable: {probe.stderr.strip()[:300]}")
-        if not Path("/dev/kvm").exists():
-            raise OSWorldUnavailable("OSWorld's docker provider runs a KVM VM: /dev/kvm is missing")
+        warn_without_kvm()
+
+
+def warn_without_kvm(kvm_device: str = "/dev/kvm") -> bool:
+    """Warn (and return True) when the docker provider will run its VM without KVM, as
+    OSWorld's DockerProvider itself then does (KVM=N: it works, much slower)."""
+    if Path(kvm_device).exists():
+        return False
+    logger.warning("%s not found: OSWorld's docker provider runs its VM without hardware "
+                   "acceleration (KVM=N); it works, much slower", kvm_device)
+    return True
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -190,22 +242,32 @@ class OSWorldTasks:
 
 
 class OSWorldSuite:
-    """Suite protocol for official OSWorld tasks (platform 'desktop'; no scripted expert)."""
+    """Suite protocol for official OSWorld tasks (platform 'desktop'; no scripted expert).
+
+    `protocol` is `official` or `fast` (see the module docstring); `result_dir`, when
+    given, receives OSWorld's per-task result directories for `model_name`.
+    """
 
     name = "osworld"
     platform = "desktop"
 
     def __init__(self, osworld_dir: str | Path | None = None, provider: str = "docker",
                  domain: str = "all", test_file: str = "evaluation_examples/test_all.json",
-                 max_steps: int = 15) -> None:
+                 max_steps: int = 15, protocol: Protocol = "official",
+                 result_dir: str | Path | None = None, model_name: str = "qwen-cua") -> None:
         if osworld_dir is None:
             raise OSWorldUnavailable(
                 "the osworld suite needs osworld_dir (cua osworld run --osworld-dir PATH, or "
                 "cua eval osworld --osworld-dir PATH --provider NAME)")
+        if protocol not in PROTOCOLS:
+            raise OSWorldUnavailable(f"unknown protocol {protocol!r}; use one of {PROTOCOLS}")
         self.tasks = OSWorldTasks(osworld_dir, test_file)
         self.provider = provider
         self.domain = domain
         self.max_steps = max_steps
+        self.protocol = protocol
+        self.result_dir = result_dir
+        self.model_name = model_name
 
     def list_tasks(self) -> list[str]:
         if self.domain == "all":
@@ -224,6 +286,10 @@ class OSWorldSuite:
 
     def make_environment(self, **options: Any) -> OSWorldEnvironment:
         options.setdefault("provider", self.provider)
+        options.setdefault("protocol", self.protocol)
+        options.setdefault("model_name", self.model_name)
+        if self.result_dir is not None:
+            options.setdefault("result_dir", self.result_dir)
         check_available(options["provider"])
         return OSWorldEnvironment(**options)
 
@@ -232,11 +298,49 @@ class OSWorldSuite:
 
 
 # ----------------------------------------------------------------------------- environment
+class OSWorldResultWriter:
+    """One task's OSWorld result directory, written as lib_run_single.py / run.py do.
+
+    `traj.jsonl` gets one line per action sent to DesktopEnv.step (step_num counts our
+    steps; `response` is None: the model's text is in our own record), with the
+    screenshot after it as `step_<n>_<timestamp>.png`; `result.txt` the score; a crash an
+    `{"Error": ...}` line and no result.txt.
+    """
+
+    def __init__(self, example_dir: Path) -> None:
+        self.dir = example_dir
+        if self.dir.exists():  # a rerun starts clean, as run.py's get_unfinished does
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+
+    def _append(self, line: dict[str, Any]) -> None:
+        with open(self.dir / "traj.jsonl", "a", encoding="utf-8") as traj:
+            traj.write(json.dumps(line) + "\n")
+
+    def step(self, step_num: int, action: Any, reward: float, done: bool, info: Any,
+             screenshot: bytes) -> None:
+        timestamp = datetime.datetime.now().strftime("%Y%m%d@%H%M%S%f")
+        name = f"step_{step_num}_{timestamp}.png"
+        (self.dir / name).write_bytes(screenshot)
+        self._append({"step_num": step_num, "action_timestamp": timestamp, "action": action,
+                      "response": None, "reward": reward, "done": done, "info": info,
+                      "screenshot_file": name})
+
+    def error(self, message: str) -> None:
+        self._append({"Error": message})
+
+    def result(self, score: float) -> None:
+        (self.dir / "result.txt").write_text(f"{score}\n", encoding="utf-8")
+
+
 class OSWorldEnvironment:
     """Our Environment protocol over OSWorld's DesktopEnv (a VM).
 
-    Settling: OSWorld's step sleeps `pause` seconds; we pass pause=0 and instead poll the
-    VM's screenshot until two consecutive ones are identical (bounded by settle_timeout_s).
+    `protocol='official'` waits as lib_run_single.py does (`reset_wait_s` after reset,
+    `evaluate_wait_s` before evaluate, `sleep_after_execution_s` as each step's pause);
+    `protocol='fast'` passes pause=0 and polls the VM's screenshot until two consecutive
+    ones are identical (bounded by settle_timeout_s) after reset, each step and before
+    evaluate. `sleep` performs the official waits.
     """
 
     platform = "desktop"
@@ -244,20 +348,49 @@ class OSWorldEnvironment:
     def __init__(self, provider: str = "docker", path_to_vm: str | None = None,
                  action_space: str = "pyautogui", headless: bool = True,
                  screen_width: int = 1920, screen_height: int = 1080,
+                 protocol: Protocol = "official",
+                 reset_wait_s: float = OFFICIAL_RESET_WAIT_S,
+                 evaluate_wait_s: float = OFFICIAL_EVALUATE_WAIT_S,
+                 sleep_after_execution_s: float = OFFICIAL_SLEEP_AFTER_EXECUTION_S,
                  settle_timeout_s: float = 5.0, settle_poll_s: float = 0.3,
+                 result_dir: str | Path | None = None, model_name: str = "qwen-cua",
+                 sleep: Callable[[float], None] = time.sleep,
                  **desktop_env_options: Any) -> None:
         if action_space not in ACTION_SPACES:
             raise ValueError(f"action_space must be one of {ACTION_SPACES}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
         from desktop_env.desktop_env import DesktopEnv  # the OSWorld package
 
         self.action_space = action_space
+        self.protocol = protocol
+        self.reset_wait_s = reset_wait_s
+        self.evaluate_wait_s = evaluate_wait_s
+        self.sleep_after_execution_s = sleep_after_execution_s
         self.settle_timeout_s = settle_timeout_s
         self.settle_poll_s = settle_poll_s
+        self.result_dir = Path(result_dir) if result_dir is not None else None
+        self.model_name = model_name
+        self.sleep = sleep
+        self.writer: OSWorldResultWriter | None = None
+        self._step_num = 0
+        self._recording = False
         self.env = DesktopEnv(
             provider_name=provider, path_to_vm=path_to_vm, action_space=action_space,
             headless=headless, screen_size=(screen_width, screen_height),
             require_a11y_tree=False, **desktop_env_options,
         )
+
+    def _screenshot(self, shot: bytes | None = None) -> bytes:
+        shot = shot if shot is not None else self.env.controller.get_screenshot()
+        if shot is None:
+            message = ("OSWorld returned no screenshot (controller.get_screenshot() gave "
+                       "None after its retries): the VM's server is not answering; this "
+                       "episode ends here")
+            if self.writer is not None:
+                self.writer.error(message)
+            raise ScreenshotUnavailable(message)
+        return shot
 
     def _observation(self, screenshot: bytes, **fields: Any) -> Observation:
         from PIL import Image
@@ -273,21 +406,67 @@ class OSWorldEnvironment:
 
     def _settled_screenshot(self, first: bytes | None = None) -> tuple[bytes, float]:
         start = time.monotonic()
-        last = first if first is not None else self.env.controller.get_screenshot()
+        last = self._screenshot(first)
         while time.monotonic() - start < self.settle_timeout_s:
             time.sleep(self.settle_poll_s)  # poll cadence of a remote VM, not a fixed wait
-            shot = self.env.controller.get_screenshot()
+            shot = self._screenshot()
             if shot == last:
                 break
             last = shot
         return last, time.monotonic() - start
 
+    def _example_dir(self, task: Task) -> Path | None:
+        if self.result_dir is None:
+            return None
+        domain, _, example_id = task.task_id.rpartition("/")
+        domain = task.config.get("domain") or domain or "-"
+        example_id = task.config["osworld"].get("id", example_id)
+        return (self.result_dir / self.action_space / "screenshot" / self.model_name
+                / domain / example_id)
+
     def reset(self, task: Task) -> Observation:
         spec = task.config.get("osworld")
         if spec is None:
             raise ValueError(f"task {task.key} carries no OSWorld task (config['osworld'])")
-        obs = self.env.reset(task_config=spec)
-        return self._observation(obs["screenshot"], instruction=task.instruction or None)
+        example_dir = self._example_dir(task)
+        self.writer = OSWorldResultWriter(example_dir) if example_dir is not None else None
+        self._step_num = 0
+        try:
+            obs = self.env.reset(task_config=spec)
+            if self.protocol == "official":
+                self.sleep(self.reset_wait_s)  # "Wait for the environment to be ready"
+                shot, settle_s = self._screenshot(), 0.0
+            else:
+                shot, settle_s = self._settled_screenshot(obs.get("screenshot"))
+        except Exception as exc:
+            self._crashed(exc)
+            raise
+        self._start_recording()
+        return self._observation(shot, instruction=task.instruction or None,
+                                 settle_s=settle_s)
+
+    def _crashed(self, exc: Exception) -> None:
+        if self.writer is not None and not isinstance(exc, ScreenshotUnavailable):
+            self.writer.error(f"{type(exc).__name__}: {exc}")
+
+    def _start_recording(self) -> None:
+        start = getattr(self.env.controller, "start_recording", None)
+        if self.writer is None or not callable(start):
+            return
+        try:
+            start()
+            self._recording = True
+        except Exception as exc:  # noqa: BLE001 - a recording is an extra, not the episode
+            logger.warning("the provider did not start a recording: %s", exc)
+
+    def _end_recording(self) -> None:
+        if not self._recording or self.writer is None:
+            return
+        self._recording = False
+        try:
+            self.env.controller.end_recording(str(self.writer.dir / "recording.mp4"))
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("the provider's recording could not be saved: %s", exc)
 
     def step(self, action: Action) -> Observation:
         start = time.monotonic()
@@ -296,14 +475,30 @@ class OSWorldEnvironment:
         except UnsupportedActionError as exc:
             shot, settle_s = self._settled_screenshot()
             return self._observation(shot, action_error=str(exc), settle_s=settle_s)
+        self._step_num += 1
         done, obs = False, None
-        for payload in payloads:
-            # OSWorld's step sleeps `pause` after every action, and WAIT sleeps it: pass 0,
-            # except for our Wait, whose seconds are the point of the action
-            pause = action.seconds if isinstance(action, Wait) else 0
-            obs, _, done, _ = self.env.step(payload, pause)
-        execute_s = time.monotonic() - start
-        shot, settle_s = self._settled_screenshot(obs["screenshot"] if obs else None)
+        official = self.protocol == "official"
+        try:
+            for payload in payloads:
+                # OSWorld's step sleeps `pause` after every action, and WAIT sleeps it.
+                # Our Wait's seconds are the point of the action; otherwise the official
+                # protocol pauses sleep_after_execution_s, the fast one settles instead.
+                if isinstance(action, Wait):
+                    pause = action.seconds
+                else:
+                    pause = self.sleep_after_execution_s if official else 0
+                obs, reward, done, info = self.env.step(payload, pause)
+                shot = self._screenshot(obs.get("screenshot") if obs else None)
+                if self.writer is not None:
+                    self.writer.step(self._step_num, payload, reward, bool(done), info, shot)
+            execute_s = time.monotonic() - start
+            if official:
+                shot, settle_s = self._screenshot(obs["screenshot"] if obs else None), 0.0
+            else:
+                shot, settle_s = self._settled_screenshot(obs["screenshot"] if obs else None)
+        except Exception as exc:
+            self._crashed(exc)
+            raise
         return self._observation(shot, execute_s=execute_s, settle_s=settle_s, done=bool(done),
                                  info={"osworld_action": payloads})
 
@@ -313,7 +508,19 @@ class OSWorldEnvironment:
             self.env.step(payload, 0)
 
     def evaluate(self) -> float:
-        return float(self.env.evaluate())
+        try:
+            if self.protocol == "official":
+                self.sleep(self.evaluate_wait_s)  # "Wait for the environment to settle"
+            else:
+                self._settled_screenshot()
+            score = float(self.env.evaluate())
+        except Exception as exc:
+            self._crashed(exc)
+            raise
+        if self.writer is not None:
+            self.writer.result(score)
+        self._end_recording()
+        return score
 
     def close(self) -> None:
         self.env.close()
@@ -321,12 +528,21 @@ class OSWorldEnvironment:
 
 # ----------------------------------------------------------------------------- results
 class DomainRow(BaseModel):
-    """One row of OSWorld's per-domain table."""
+    """One row of OSWorld's per-domain table.
+
+    `episodes` counts scored episodes; `crashed` those that ended in an error (no
+    result.txt in OSWorld's layout), left out of every rate as OSWorld's show_result.py
+    leaves them out. `success_rate_pct` is OSWorld's number: the mean score x 100 (what
+    its show_result.py prints as "Success Rate"); `full_success_pct` the share of
+    episodes with a full score (reward >= 1.0), shown beside it.
+    """
 
     domain: str
     episodes: int
     successes: int
-    success_rate_pct: float  # mean score x 100 (OSWorld's show_result.py convention)
+    crashed: int = 0
+    success_rate_pct: float
+    full_success_pct: float = 0.0
 
 
 def _domain_of(task_id: str, suite: str) -> str:
@@ -341,24 +557,81 @@ def _domain_of(task_id: str, suite: str) -> str:
     return "-"
 
 
-def domain_summary(run_dir: str | Path) -> list[DomainRow]:
-    """Per-domain success of a run directory (last row: 'overall'); also written to
-    <run_dir>/domains.json."""
-    from trajectories.store import RunDir
+def _rows(scores: dict[str, list[float]], crashed: dict[str, int]) -> list[DomainRow]:
+    def row(name: str, items: list[float], crashes: int) -> DomainRow:
+        full = sum(score >= 1.0 for score in items)
+        return DomainRow(
+            domain=name, episodes=len(items), successes=full, crashed=crashes,
+            success_rate_pct=round(100 * sum(items) / len(items), 2) if items else 0.0,
+            full_success_pct=round(100 * full / len(items), 2) if items else 0.0)
 
-    run = RunDir(run_dir)
-    results = run.results()
-    groups: dict[str, list[Any]] = {}
-    for result in results:
-        groups.setdefault(_domain_of(result.task_id, result.suite), []).append(result)
+    domains = sorted(set(scores) | set(crashed))
+    everything = [score for items in scores.values() for score in items]
+    return [row(d, scores.get(d, []), crashed.get(d, 0)) for d in domains] + [
+        row("overall", everything, sum(crashed.values()))]
 
-    def row(name: str, items: list[Any]) -> DomainRow:
-        mean = sum(r.reward for r in items) / len(items) if items else 0.0
-        return DomainRow(domain=name, episodes=len(items),
-                         successes=sum(r.success for r in items),
-                         success_rate_pct=round(100 * mean, 2))
 
-    rows = [row(d, groups[d]) for d in sorted(groups)] + [row("overall", results)]
-    (Path(run_dir) / "domains.json").write_text(
+def osworld_tree_scores(root: Path) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Scores and crash counts per domain of an OSWorld result tree: every
+    `<domain>/<example_id>/` directory below `root`; with result.txt it is scored (read
+    as show_result.py reads it), without it crashed."""
+    scores: dict[str, list[float]] = {}
+    crashed: dict[str, int] = {}
+    example_dirs = {p.parent for p in root.rglob("result.txt")}
+    example_dirs |= {p.parent for p in root.rglob("traj.jsonl")}
+    for example in sorted(example_dirs):
+        domain = example.parent.name
+        result = example / "result.txt"
+        if not result.is_file():
+            crashed[domain] = crashed.get(domain, 0) + 1
+            continue
+        text = result.read_text().strip()
+        try:
+            score = float(text)
+        except ValueError:
+            score = float(text.lower() == "true")
+        scores.setdefault(domain, []).append(score)
+    return scores, crashed
+
+
+def domain_summary(path: str | Path) -> list[DomainRow]:
+    """Per-domain results (last row: 'overall') of a qwen-cua run directory (also written
+    to <path>/domains.json) or of an OSWorld result tree (a directory that OSWorld's
+    show_result.py reads, or any directory above its <domain>/<example_id>/ folders)."""
+    from trajectories.store import MANIFEST, RunDir
+
+    root = Path(path)
+    if not (root / MANIFEST).exists():
+        if not any(root.rglob("result.txt")) and not any(root.rglob("traj.jsonl")):
+            from trajectories.store import NotARunDirectory
+
+            raise NotARunDirectory(
+                f"{root} is neither a qwen-cua run directory (no {MANIFEST}) nor an OSWorld "
+                "result tree (no <domain>/<example_id>/result.txt or traj.jsonl below it)")
+        return _rows(*osworld_tree_scores(root))
+    scores: dict[str, list[float]] = {}
+    crashed: dict[str, int] = {}
+    for result in RunDir(root).results():
+        domain = _domain_of(result.task_id, result.suite)
+        if result.error is not None:
+            crashed[domain] = crashed.get(domain, 0) + 1
+        else:
+            scores.setdefault(domain, []).append(result.reward)
+    rows = _rows(scores, crashed)
+    (root / "domains.json").write_text(
         json.dumps([r.model_dump() for r in rows], indent=2) + "\n")
     return rows
+
+
+def run_protocol(path: str | Path) -> str | None:
+    """The OSWorld protocol a run directory was run under (None: not an osworld run)."""
+    from trajectories.store import RunDir
+
+    try:
+        config = RunDir(path).manifest().config
+    except Exception:  # noqa: BLE001 - an OSWorld tree or an older manifest: no protocol
+        return None
+    options = config.get("suite_options") or {}
+    if config.get("suite") != "osworld" and "protocol" not in options:
+        return None
+    return options.get("protocol", "official")

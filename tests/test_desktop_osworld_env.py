@@ -42,7 +42,7 @@ def osworld_task(task_id: str) -> Task:
 ])
 def test_expert_solves_tasks_through_the_osworld_adapter(
         fake_desktop_env: None, action_space: str, task_ids: list[str]) -> None:
-    env = OSWorldEnvironment(provider="vmware", action_space=action_space,
+    env = OSWorldEnvironment(provider="vmware", action_space=action_space, protocol="fast",
                              screen_width=1280, screen_height=720, settle_poll_s=0.05)
     try:
         expert = DesktopExpert(env.env.desk)  # reads window geometry from the "VM"

@@ -42,9 +42,19 @@ def _fix_less_than(command: str) -> str:
 class _Controller:
     def __init__(self, desk: QwenDesktop) -> None:
         self.desk = desk
+        self.recording = False
 
-    def get_screenshot(self) -> bytes:
+    def get_screenshot(self) -> bytes | None:
         return self.desk.screenshot_png()
+
+    def start_recording(self) -> None:
+        """Stand-in for the VM server's screen recording (ffmpeg there): a marker file."""
+        self.recording = True
+
+    def end_recording(self, dest: str) -> None:
+        if self.recording:
+            Path(dest).write_bytes(b"stand-in recording\n")
+        self.recording = False
 
     def execute_python_command(self, command: str) -> None:
         old = os.environ.get("DISPLAY")
