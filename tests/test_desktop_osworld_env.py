@@ -5,33 +5,12 @@ OSWorld's infeasible rule."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from actions.contracts import Task
 from agent.loop import run_episode
-from benchmarks.desktop import DesktopExpert, DesktopSuite
+from benchmarks.desktop import DesktopExpert
 from benchmarks.osworld import OSWorldEnvironment
-
-FAKE = Path(__file__).parent / "fake_osworld"
-SUITE = DesktopSuite()
-
-
-@pytest.fixture()
-def fake_desktop_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.syspath_prepend(str(FAKE))
-    yield
-    for name in [m for m in sys.modules if m == "desktop_env" or m.startswith("desktop_env.")]:
-        del sys.modules[name]
-
-
-def osworld_task(task_id: str) -> Task:
-    spec = SUITE.tasks[task_id].model_dump(mode="json", exclude={"domain"})
-    return Task(suite="osworld", task_id=f"{SUITE.tasks[task_id].domain}/{task_id}",
-                instruction=spec["instruction"], max_steps=10, config={"osworld": spec})
+from tests.conftest_osworld import fake_desktop_env, osworld_task  # noqa: F401
 
 
 # count-log-lines types '<': the adapter sends it as shift+',' (pyautogui types '>').
@@ -41,7 +20,7 @@ def osworld_task(task_id: str) -> Task:
     ("computer_13", ["count-log-lines", "sort-names", "install-spotify"]),
 ])
 def test_expert_solves_tasks_through_the_osworld_adapter(
-        fake_desktop_env: None, action_space: str, task_ids: list[str]) -> None:
+        fake_desktop_env: None, action_space: str, task_ids: list[str]) -> None:  # noqa: F811
     env = OSWorldEnvironment(provider="vmware", action_space=action_space, protocol="fast",
                              screen_width=1280, screen_height=720, settle_poll_s=0.05)
     try:

@@ -21,18 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import string
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from actions.contracts import Task
 from actions.models import NAMED_KEYS, Key
 from agent.cli import app
 from agent.loop import run_episode
-from benchmarks.desktop import DesktopExpert, DesktopSuite
+from benchmarks.desktop import DesktopExpert
 from benchmarks.osworld import (
     OFFICIAL_EVALUATE_WAIT_S,
     OFFICIAL_RESET_WAIT_S,
@@ -45,6 +42,7 @@ from benchmarks.osworld import (
     to_computer_13,
     warn_without_kvm,
 )
+from tests.conftest_osworld import fake_desktop_env, osworld_task  # noqa: F401
 
 OSWORLD_KEYBOARD_KEYS = [
     '\t', '\n', '\r', ' ', '!', '"', '#', '$', '%', '&', "'", '(', ')', '*', '+', ',', '-',
@@ -68,9 +66,6 @@ OSWORLD_KEYBOARD_KEYS = [
 OSWORLD_PROVIDERS = {"vmware", "virtualbox", "aws", "azure", "docker", "aliyun", "volcengine"}
 OSWORLD_TRAJ_FIELDS = {"step_num", "action_timestamp", "action", "response", "reward", "done",
                        "info", "screenshot_file"}
-
-FAKE = Path(__file__).parent / "fake_osworld"
-
 
 def test_every_canonical_key_is_in_osworlds_computer_13_key_list() -> None:
     """Parity: every canonical key name, and every printable character a Key can hold,
@@ -105,25 +100,9 @@ def test_official_protocol_constants() -> None:
             OFFICIAL_SLEEP_AFTER_EXECUTION_S) == (60.0, 20.0, 0.0)
 
 
-@pytest.fixture()
-def fake_desktop_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.syspath_prepend(str(FAKE))
-    yield
-    for name in [m for m in sys.modules if m == "desktop_env" or m.startswith("desktop_env.")]:
-        del sys.modules[name]
-
-
-def osworld_task(task_id: str) -> Task:
-    suite = DesktopSuite()
-    spec = suite.tasks[task_id].model_dump(mode="json", exclude={"domain"})
-    return Task(suite="osworld", task_id=f"{suite.tasks[task_id].domain}/{task_id}",
-                instruction=spec["instruction"], max_steps=10,
-                config={"osworld": spec, "domain": suite.tasks[task_id].domain})
-
-
 @pytest.mark.slow
 def test_official_run_writes_osworlds_layout_and_a_lost_screenshot_crashes(
-        fake_desktop_env: None, tmp_path: Path) -> None:
+        fake_desktop_env: None, tmp_path: Path) -> None:  # noqa: F811
     """Plumbing against the stand-in desktop_env: the official waits are asked for in
     OSWorld's order, the result tree is OSWorld's, a None screenshot ends the episode
     with a clear error and leaves the task unscored, and both layouts report."""
