@@ -7,7 +7,10 @@ POST /v1/chat/completions) and answers according to `mode`:
 - ``500``: HTTP 500 with an OpenAI-style error body;
 - ``hang``: holds the request until the test releases it (the client times out first);
 - ``adversarial``: the next text of `ADVERSARIAL_OUTPUTS` (cycling) as the content;
-- ``garbage``: HTTP 200 with a body that is not JSON.
+- ``garbage``: HTTP 200 with a body that is not JSON;
+- ``script``: the texts given to `script(texts)`, one per request, in order (then a
+  ``terminate`` with status failure). `texts_seen` holds the text parts of each request's
+  messages (to check what the policy was told).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from typing import Any
 
 CLICK_CENTRE = ('I will click.\n<tool_call>\n{"name": "computer_use", "arguments": '
                 '{"action": "left_click", "coordinate": [500, 500]}}\n</tool_call>')
+
+SCRIPT_END = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", '
+              '"status": "failure"}}\n</tool_call>')
 
 ADVERSARIAL_OUTPUTS: list[str] = [
     "x" * 2_000_000,                                                   # a huge string
@@ -48,6 +54,8 @@ class FakeChatServer:
         self.mode = "ok"
         self.requests = 0
         self._adversarial = itertools.cycle(ADVERSARIAL_OUTPUTS)
+        self._script: list[str] = []
+        self.texts_seen: list[list[str]] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
         server = self
@@ -72,7 +80,9 @@ class FakeChatServer:
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(length)
+                body = self.rfile.read(length)
+                if server.mode == "script":
+                    server.remember(body)
                 code, payload = server.answer()
                 self._send(code, payload)
 
@@ -93,11 +103,28 @@ class FakeChatServer:
     def release(self) -> None:
         self._release.set()
 
+    def script(self, texts: list[str]) -> None:
+        """Answer the next requests with `texts`, in order (mode ``script``)."""
+        with self._lock:
+            self._script = list(texts)
+        self.set_mode("script")
+
+    def remember(self, body: bytes) -> None:
+        messages = json.loads(body).get("messages", [])
+        texts = [m["content"] if isinstance(m.get("content"), str) else
+                 "\n".join(p.get("text", "") for p in m.get("content") or [])
+                 for m in messages]
+        with self._lock:
+            self.texts_seen.append(texts)
+
     def answer(self) -> tuple[int, bytes]:
         with self._lock:
             self.requests += 1
             mode = self.mode
-            text = next(self._adversarial) if mode == "adversarial" else CLICK_CENTRE
+            if mode == "script":
+                text = self._script.pop(0) if self._script else SCRIPT_END
+            else:
+                text = next(self._adversarial) if mode == "adversarial" else CLICK_CENTRE
         if mode == "500":
             error = {"error": {"message": "injected failure", "type": "InternalServerError",
                                "code": 500}}

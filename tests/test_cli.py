@@ -83,8 +83,8 @@ def test_key_value_options_parse_json_values():
 
 def test_run_refuses_the_oracle_and_unknown_envs(tmp_path):
     result = runner.invoke(app, ["run", "--url", "http://127.0.0.1:9/", "--task", "x",
-                                 "--policy", "oracle", "--env", "android"])
-    assert result.exit_code == 2 and "--env web" in _text(result)
+                                 "--policy", "openai", "--env", "phone"])
+    assert result.exit_code == 2 and "web, android, desktop" in _text(result)
     result = runner.invoke(app, ["run", "--url", "http://127.0.0.1:9/", "--task", "x",
                                  "--policy", "oracle", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "scripted expert" in _text(result)
