@@ -39,7 +39,8 @@ from agent import cmd_view  # noqa: E402, F401
 
 # Modules that come with an extra rather than the core (pyproject.toml), and the extra.
 EXTRA_OF_MODULE = {"trl": "train", "peft": "train", "datasets": "train", "pyarrow": "train",
-                   "ray": "ray", "pytest": "dev", "hypothesis": "dev"}
+                   "ray": "ray", "pytest": "dev", "hypothesis": "dev",
+                   "fastapi": "serve", "uvicorn": "serve", "httpx": "serve"}
 
 
 def main() -> None:
