@@ -186,6 +186,20 @@ class CoordinateConverter:
         y_px, clamped_y = self._axis_to_screen(float(y), extent_y, self.screen_size.height)
         return x_px, y_px, clamped_x or clamped_y
 
+    def to_screen_exact(self, x: float, y: float) -> tuple[float, float]:
+        """Model position -> unrounded, unclamped input-space position (floats).
+
+        Grounding metrics judge a point against a region's edges the way the published
+        evaluators do (the model's fraction times the image size, no rounding), and a
+        refusal is a negative point, which `to_screen` would clamp away. Raises
+        CoordinateError for NaN or infinite values.
+        """
+        if not (math.isfinite(float(x)) and math.isfinite(float(y))):
+            raise CoordinateError(f"coordinate ({x!r}, {y!r}) is not a finite number")
+        extent_x, extent_y = self.model_extent
+        return (float(x) / extent_x * self.screen_size.width,
+                float(y) / extent_y * self.screen_size.height)
+
     def to_model(self, x_px: int, y_px: int) -> tuple[int | float, int | float]:
         """Input-space pixels -> the model's coordinates (ints; floats for normalized).
 

@@ -74,7 +74,9 @@ def default_out(prefix: str) -> Path:
 
 @app.command("eval")
 def eval_command(
-    suite: Annotated[str, typer.Argument(help=f"Task suite: {', '.join(suite_names())}.")],
+    suite: Annotated[str, typer.Argument(help=f"Task suite: {', '.join(suite_names())}; "
+                                         "grounding: screenspot, screenspot-v2, "
+                                         "screenspot-pro, osworld-g (with --data).")],
     policy: Annotated[str, typer.Option("--policy", "-p", help=POLICY_HELP)] = "oracle",
     tasks: Annotated[str, typer.Option("--tasks", "-t",
                                        help="Comma-separated task ids, or 'all'.")] = "all",
@@ -152,6 +154,16 @@ def eval_command(
     allow_password_typing: AllowPasswordTypingOption = False,
     secret_env: SecretEnvOption = None,
     redact_pattern: RedactPatternOption = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Grounding benchmarks: the downloaded benchmark's folder.")] = None,
+    grounding_profile: Annotated[str | None, typer.Option(
+        "--grounding-profile", help="Grounding benchmarks: the published prompt setup, "
+        "qwen3vl or qwen2_5vl (default: from the model).")] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="Grounding benchmarks: samples per policy call "
+        "(one batched generate in-process; concurrent requests for a server).")] = 8,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, help="Grounding benchmarks: only the first N samples.")] = None,
 ) -> None:
     """Evaluate a policy on a suite: a progress bar, then a per-task results table.
 
@@ -160,6 +172,16 @@ def eval_command(
     skipped, the rest run.
     """
     console = Console()
+    from agent.cmd_grounding import GROUNDING_SUITES
+
+    if suite in GROUNDING_SUITES:
+        _eval_grounding(suite, console, data=data, policy=policy, out=out,
+                        policy_options=policy_options_from(model, base_url, dialect,
+                                                           policy_option),
+                        suite_options=parse_key_values(suite_option, "--suite-option"),
+                        profile=grounding_profile, batch_size=batch_size, limit=limit,
+                        seed=seed)
+        return
     try:
         suite_opts = parse_key_values(suite_option, "--suite-option")
         if osworld_dir is not None:
@@ -228,3 +250,23 @@ def eval_command(
         from agent.cmd_osworld import print_domains
 
         print_domains(out_dir, console)
+
+
+def _eval_grounding(benchmark: str, console: Console, *, out: Path | None, **options: Any) -> None:
+    """`cua eval` for a grounding benchmark (agent/cmd_grounding.py)."""
+    from agent.cmd_grounding import GroundingCommandError, eval_grounding
+    from benchmarks.grounding.data import GroundingDataError
+
+    out_dir = out or default_out(f"{benchmark}-{options['policy']}")
+    try:
+        eval_grounding(benchmark, out_dir=out_dir, invocation={"argv": sys.argv},
+                       console=console, **options)
+    except (GroundingCommandError, GroundingDataError, RunConfigMismatch, NotARunDirectory,
+            PolicyUnavailable) as exc:
+        raise fail(console, str(exc)) from None
+    except KeyError as exc:
+        raise fail(console, str(exc.args[0])) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/yellow]: finished samples are in {out_dir}; "
+                      "run the same command again to resume")
+        raise typer.Exit(130) from None

@@ -264,6 +264,10 @@ class OpenAICompatPolicy:
         if self.options.logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = 0
+        if prompt.messages and prompt.messages[-1]["role"] == "assistant":
+            # a prefilled assistant turn the model continues (vLLM / SGLang extensions)
+            body["add_generation_prompt"] = False
+            body["continue_final_message"] = True
         if self.options.token_ids:
             body["return_token_ids"] = True
             body["return_tokens_as_token_ids"] = True
@@ -322,7 +326,11 @@ class OpenAICompatPolicy:
     def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
         """Concurrent requests, one per state; a failed request gives an output with
         `error` set (after retries) instead of raising."""
-        prompts = [build_prompt(state, self.prompt_config) for state in states]
+        return self.answer([build_prompt(state, self.prompt_config) for state in states])
+
+    def answer(self, prompts: list[BuiltPrompt]) -> list[PolicyOutput]:
+        """Concurrent requests for prompts built elsewhere (e.g. a grounding profile,
+        policies.grounding), as act() does for episode states."""
         return list(self._pool.map(self._one, prompts))
 
     def close(self) -> None:

@@ -300,6 +300,9 @@ def parse_output(raw_text: str, prompt: BuiltPrompt, **fields: Any) -> PolicyOut
     encoding_errors = ([] if valid == raw_text else
                        ["the response held invalid Unicode (lone surrogates), replaced by U+FFFD"])
     raw_text = valid
+    last = prompt.messages[-1] if prompt.messages else {}
+    if last.get("role") == "assistant" and isinstance(last.get("content"), str):
+        raw_text = last["content"] + raw_text  # a prefilled turn: the answer includes it
     parsed = parse_tool_calls(raw_text, converter.dialect, converter.screen_size,
                               converter.image_size, pointer=prompt.pointer)
     errors = encoding_errors + list(parsed.errors)

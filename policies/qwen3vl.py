@@ -176,10 +176,12 @@ class QwenVLPromptEncoder:
         return ImageBudget(factor=factor, min_pixels=shortest, max_pixels=longest)
 
     def render(self, messages: list[dict[str, Any]]) -> str:
-        """The prompt text (with one <|image_pad|> per image) ending in the assistant header."""
+        """The prompt text (with one <|image_pad|> per image) ending in the assistant header,
+        or, when the last message is the assistant's (a prefill), in that unfinished turn."""
+        prefill = bool(messages) and messages[-1].get("role") == "assistant"
         return self.tokenizer.apply_chat_template(
             messages, chat_template=self.chat_template, tokenize=False,
-            add_generation_prompt=True,
+            add_generation_prompt=not prefill, continue_final_message=prefill,
         )
 
     def encode(self, messages: list[dict[str, Any]], images: list[Any]) -> dict[str, Any]:
@@ -467,9 +469,13 @@ class Qwen3VLPolicy:
 
     def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
         """One batched generate call for all `states`; one PolicyOutput per state, in order."""
-        if not states:
+        return self.answer(self.prompts(states))
+
+    def answer(self, prompts: list[BuiltPrompt]) -> list[PolicyOutput]:
+        """One batched generate call for prompts built elsewhere (e.g. a grounding profile,
+        policies.grounding); one PolicyOutput per prompt, in order."""
+        if not prompts:
             return []
-        prompts = self.prompts(states)
         started = time.monotonic()
         generations = self.generator.generate(
             [(p.messages, p.pil_images()) for p in prompts], self.options.sampling,

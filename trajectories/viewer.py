@@ -155,6 +155,21 @@ def overlay_svg(actions: list[Action], width: int, height: int) -> str:
     return "".join(parts)
 
 
+def target_svg(info: dict[str, Any]) -> str:
+    """SVG of a grounding sample's target region (observation info["grounding"]["region"],
+    benchmarks.grounding): a box or polygon outline, or nothing for a refusal sample."""
+    region = (info.get("grounding") or {}).get("region") or {}
+    outcome = esc((info.get("grounding") or {}).get("outcome", ""))
+    if region.get("kind") == "polygon" and region.get("polygon"):
+        points = " ".join(f"{x},{y}" for x, y in region["polygon"])
+        return f"<polygon class=\"target {outcome}\" points=\"{esc(points)}\"/>"
+    if region.get("kind") == "box" and region.get("box"):
+        x1, y1, x2, y2 = region["box"]
+        return (f"<rect class=\"target {outcome}\" x=\"{x1}\" y=\"{y1}\" width=\"{x2 - x1}\" "
+                f"height=\"{y2 - y1}\"/>")
+    return ""
+
+
 def _action_summary(action: Action) -> str:
     data = action.model_dump(mode="json", exclude_defaults=False)
     if action.type == "type":
@@ -168,7 +183,8 @@ def render_step(step: StepRecord, image_href: str) -> str:
     screen = obs.screen_size
     svg = (f"<svg class=\"overlay\" viewBox=\"0 0 {screen.width} {screen.height}\" "
            f"preserveAspectRatio=\"none\" data-screen-width=\"{screen.width}\" "
-           f"data-screen-height=\"{screen.height}\">{overlay_svg(list(out.actions), screen.width, screen.height)}"
+           f"data-screen-height=\"{screen.height}\">{target_svg(obs.info)}"
+           f"{overlay_svg(list(out.actions), screen.width, screen.height)}"
            "</svg>")
     # small screens (MiniWoB's 160x210) are shown at twice their size; CSS caps the width
     shown_width = obs.screenshot_size.width * (2 if obs.screenshot_size.width < 400 else 1)
