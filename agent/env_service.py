@@ -292,9 +292,14 @@ def _step(slot: _Slot, action: Action) -> ObservationMeta:
 
 
 def _notify_terminal(slot: _Slot, action: Action) -> None:
-    notify = getattr(_require_reset(slot), "notify_terminal", None)
+    """The episode ended on `action` (terminate/answer): environments that tear down on it
+    (Android) hear it; the others execute it like any action, as the in-process loop does."""
+    env = _require_reset(slot)
+    notify = getattr(env, "notify_terminal", None)
     if callable(notify):
         notify(action)
+    else:
+        _observed(slot, env.step(action))
 
 
 def _evaluate(slot: _Slot) -> EvaluateReply:

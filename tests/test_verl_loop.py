@@ -1,0 +1,247 @@
+"""verl's agent loop (`agent.trainers.verl_loop.GUIAgentLoop`) with the tiny Qwen3-VL.
+
+verl cannot be installed here: verl 0.9.1 (PyPI) installs beside torch 2.13.0 in a plain
+venv (it also needs cachetools, uvicorn and fastapi, which it does not declare), but it
+requires transformers>=5.5.3,<5.11 and this project runs transformers 5.24. So these tests
+run the loop against our copy of verl's interface (agent/trainers/verl_interface.py),
+written from verl 0.9.1's signatures; `test_interface_copy_matches_verl_0_9_1` pins that
+copy to facts read from verl 0.9.1's agent_loop.py (and checks the real classes when verl
+is importable).
+
+What is real: the environment (MiniWoB in Chromium behind `cua serve-env` on loopback),
+the tokens and logprobs (the tiny Qwen3-VL generating), the image processor. The stand-in
+is the server manager (as in verl's own CPU tests of agent loops): it speaks verl's
+`generate(request_id, *, prompt_ids, sampling_params, image_data) -> TokenOutput`
+signature with the tiny model behind it. Qwen3VLProcessor itself cannot be built here
+(its video processor needs torchvision), so the loop gets an object with the processor's
+`tokenizer`, `image_processor` and `chat_template`, which is all it reads.
+
+Parity facts (verl 0.9.1, verl/experimental/agent_loop/agent_loop.py,
+AgentLoopWorker._compute_multi_modal_inputs): verl rebuilds the training inputs by running
+the processor on `multi_modal_data["images"]` and keeps only pixel_values and
+image_grid_thw; the training forward pass then needs, per image and in order, a run of
+`grid_t*grid_h*grid_w // merge_size**2` image pads in prompt_ids + response_ids
+(transformers processing_qwen3_vl.py, Qwen3VLProcessor.replace_image_token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from agent.trainers import verl_interface
+from agent.trainers.verl_loop import AGENT_NAME, GUIAgentLoop, task_of_row
+from tests.conftest_env_service import TOKEN, running_service
+from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
+
+# verl 0.9.1 (PyPI wheel), verl/experimental/agent_loop/agent_loop.py: the pydantic fields
+# of AgentLoopOutput / AgentLoopMetrics in declaration order, and AgentLoopBase.__init__.
+VERL_0_9_1_OUTPUT_FIELDS = [
+    "prompt_ids", "response_ids", "response_mask", "response_logprobs", "routed_experts",
+    "multi_modal_data", "reward_score", "num_turns", "metrics", "extra_fields",
+    "mm_processor_kwargs", "mm_processor_output",
+]
+VERL_0_9_1_METRICS_FIELDS = ["generate_sequences", "tool_calls", "compute_score", "num_preempted"]
+VERL_0_9_1_BASE_INIT = ["self", "trainer_config", "server_manager", "tokenizer", "processor",
+                        "dataset_cls", "data_config", "hf_model_type", "kwargs"]
+FORCED_FIRST_TURN = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": '
+                     '"left_click", "coordinate": [500, 500]}}\n</tool_call><|im_end|>')
+
+
+def test_interface_copy_matches_verl_0_9_1():
+    assert list(verl_interface.AgentLoopOutput.model_fields) == VERL_0_9_1_OUTPUT_FIELDS
+    assert list(verl_interface.AgentLoopMetrics.model_fields) == VERL_0_9_1_METRICS_FIELDS
+    assert list(inspect.signature(verl_interface.AgentLoopBase.__init__).parameters) == \
+        VERL_0_9_1_BASE_INIT
+    try:
+        from verl.experimental.agent_loop import agent_loop as real
+    except ImportError:
+        return
+    assert set(VERL_0_9_1_OUTPUT_FIELDS) <= set(real.AgentLoopOutput.model_fields)
+    assert issubclass(GUIAgentLoop, real.AgentLoopBase)
+
+
+def test_the_config_file_registers_the_loop_as_verl_loads_it():
+    """verl loads the file with OmegaConf and instantiates `_target_` with every other key
+    as a keyword argument (AgentLoopWorker.__init__ / _run_agent_loop in verl 0.9.1)."""
+    import importlib
+
+    import agent.trainers
+
+    path = Path(agent.trainers.__file__).parent / "verl_agent_loops.yaml"
+    entries = yaml.safe_load(path.read_text())
+    entry = next(e for e in entries if e["name"] == AGENT_NAME)
+    module, _, name = entry["_target_"].rpartition(".")
+    assert getattr(importlib.import_module(module), name) is GUIAgentLoop
+    accepted = inspect.signature(GUIAgentLoop.__init__).parameters
+    assert set(entry) - {"_target_"} <= set(accepted)
+
+
+def test_the_dataset_row_names_the_task():
+    assert task_of_row({"task_id": "click-test", "seed": 3}).seed == 3
+    request = task_of_row({"raw_prompt": [], "extra_info": {"task_id": "enter-text",
+                                                            "max_steps": 4}})
+    assert (request.task_id, request.seed, request.overrides.max_steps) == ("enter-text", 0, 4)
+    with pytest.raises(ValueError, match="task_id"):
+        task_of_row({"raw_prompt": []})
+
+
+class TinyServerManager:
+    """verl's server manager, standing in: the tiny model generates behind `generate`.
+
+    The first turn of each request id is forced to FORCED_FIRST_TURN (so that a real
+    click reaches the environment); its logprobs come from a forward pass, as they would
+    from a server scoring a forced continuation. Later turns are sampled (at most
+    `max_new_tokens` tokens; vision tokens banned, as a trained model never writes them).
+    """
+
+    def __init__(self, model_dir: Path, max_new_tokens: int = 12) -> None:
+        from policies.qwen3vl import QwenVLGenerator
+
+        self.generator = QwenVLGenerator(str(model_dir), device="cpu", dtype="float32")
+        self.encoder = self.generator.encoder
+        self.max_new_tokens = max_new_tokens
+        self.calls: list[dict] = []
+        self.lock = threading.Lock()
+
+    def inputs(self, ids: list[int], images: list) -> dict:
+        import torch
+
+        input_ids = torch.tensor([ids], dtype=torch.long)
+        vision = self.encoder.image_processor(images=images, return_tensors="pt")
+        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+                "mm_token_type_ids": self.encoder.mm_token_type_ids(input_ids),
+                "pixel_values": vision["pixel_values"], "image_grid_thw": vision["image_grid_thw"]}
+
+    def logprobs(self, ids: list[int], images: list, start: int) -> list[float]:
+        """Log-probabilities of ids[start:] under the model (teacher forcing)."""
+        import torch
+
+        with torch.inference_mode():
+            logits = self.generator.model(**self.inputs(ids, images)).logits[0].float()
+        logp = torch.log_softmax(logits[start - 1:-1], dim=-1)
+        return logp.gather(1, torch.tensor(ids[start:]).unsqueeze(1)).squeeze(1).tolist()
+
+    def _generate(self, request_id, prompt_ids, sampling_params, image_data):
+        import torch
+
+        first_turn = not any(c["request_id"] == request_id for c in self.calls)
+        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids),
+                           "images": len(image_data), "sampling_params": dict(sampling_params)})
+        if first_turn:
+            tokens = self.encoder.tokenizer.encode(FORCED_FIRST_TURN, add_special_tokens=False)
+            logprobs = self.logprobs(list(prompt_ids) + tokens, image_data, len(prompt_ids))
+            return SimpleNamespace(token_ids=tokens, log_probs=logprobs, stop_reason="completed")
+        tokenizer = self.encoder.tokenizer
+        banned = [[tokenizer.convert_tokens_to_ids(t)] for t in
+                  ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")]
+        torch.manual_seed(len(self.calls))
+        with torch.inference_mode():
+            out = self.generator.model.generate(
+                **self.inputs(list(prompt_ids), image_data), do_sample=True, temperature=1.0,
+                top_k=None, top_p=None, bad_words_ids=banned,
+                max_new_tokens=min(self.max_new_tokens, sampling_params["max_tokens"]),
+                eos_token_id=self.generator.eos_token_ids, pad_token_id=self.encoder.pad_token_id,
+                return_dict_in_generate=True, output_logits=True)
+        tokens = out.sequences[0, len(prompt_ids):].tolist()
+        logits = torch.stack(out.logits, dim=1)[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1).gather(
+            1, torch.tensor(tokens).unsqueeze(1)).squeeze(1).tolist()
+        return SimpleNamespace(token_ids=tokens, log_probs=logprobs, stop_reason="completed")
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None,
+                       **kwargs):
+        with self.lock:  # one model, one call at a time
+            return await asyncio.to_thread(self._generate, request_id, prompt_ids,
+                                           sampling_params, image_data or [])
+
+
+def _loop(url: str, server: TinyServerManager, response_length: int) -> GUIAgentLoop:
+    rollout = SimpleNamespace(response_length=response_length, prompt_length=4096)
+    trainer_config = SimpleNamespace(config=SimpleNamespace(
+        actor_rollout_ref=SimpleNamespace(rollout=rollout)))
+    encoder = server.encoder
+    processor = SimpleNamespace(tokenizer=encoder.tokenizer,
+                                image_processor=encoder.image_processor,
+                                chat_template=encoder.chat_template)
+    return GUIAgentLoop(trainer_config=trainer_config, server_manager=server,
+                        tokenizer=encoder.tokenizer, processor=processor, dataset_cls=None,
+                        data_config=SimpleNamespace(config={}), name=AGENT_NAME,
+                        env_url=url, env_token=TOKEN, max_new_tokens=64)
+
+
+def _image_pad_runs(ids: list[int], pad_id: int) -> list[int]:
+    runs, length = [], 0
+    for token in ids + [-1]:
+        if token == pad_id:
+            length += 1
+        elif length:
+            runs.append(length)
+            length = 0
+    return runs
+
+
+@pytest.mark.slow
+def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_thread):  # noqa: F811
+    """Parity with verl's re-processing (pad runs per image) and with the trainer's own
+    logprob recomputation; plumbing of request ids, masks, rewards against the stand-in."""
+    server = TinyServerManager(tiny_model_dir)
+    with running_service(max_envs=1) as (url, app):
+        loop = _loop(url, server, response_length=2048)
+        row = {"raw_prompt": [], "task_id": "click-test", "seed": 0, "max_steps": 2,
+               "index": 0, "agent_name": AGENT_NAME}
+        output = asyncio.run(loop.run({"temperature": 1.0, "top_p": 1.0, "logprobs": True},
+                                      **row))
+        assert app.state.pool.slots[0].episodes == 1 and app.state.pool.leases == {}
+
+    images = output.multi_modal_data["images"]
+    assert len(images) == 2 and output.num_turns == 4  # user, assistant, user, assistant
+    assert output.extra_fields["gui_steps"] == 2
+    assert output.extra_fields["gui_ended_by"] == "max_steps"
+    assert output.reward_score in (0.0, 1.0)
+    n = len(output.response_ids)
+    assert len(output.response_mask) == n == len(output.response_logprobs) and n <= 2048
+
+    # One request id for the episode; each turn sends the whole sequence so far and every
+    # screenshot so far.
+    assert len({c["request_id"] for c in server.calls}) == 1 and len(server.calls) == 2
+    assert server.calls[0]["prompt_ids"] == output.prompt_ids
+    sequence = output.prompt_ids + output.response_ids
+    for call, n_images in zip(server.calls, (1, 2), strict=True):
+        assert sequence[:len(call["prompt_ids"])] == call["prompt_ids"]
+        assert call["images"] == n_images and call["sampling_params"]["max_tokens"] <= 64
+
+    # Generated tokens have mask 1 and their logprobs; observation tokens mask 0, 0.0.
+    forced = server.encoder.tokenizer.encode(FORCED_FIRST_TURN, add_special_tokens=False)
+    assert output.response_ids[:len(forced)] == forced
+    assert output.response_mask[:len(forced)] == [1] * len(forced)
+    observation = [i for i, m in enumerate(output.response_mask) if m == 0]
+    assert observation == list(range(len(forced), observation[-1] + 1))  # one block
+    assert all(output.response_logprobs[i] == 0.0 for i in observation)
+    assert output.response_mask[observation[-1] + 1:] == [1] * (n - observation[-1] - 1)
+
+    # verl's re-processing: the processor on multi_modal_data["images"] gives the grids;
+    # each image's run of pads must match, in order.
+    encoder = server.encoder
+    grids = encoder.image_processor(images=images, return_tensors="pt")["image_grid_thw"]
+    expected = [int(g.prod()) // encoder.merge_size ** 2 for g in grids]
+    assert _image_pad_runs(sequence, encoder.image_token_id) == expected
+
+    # The trainer's recomputation of logprobs over the whole sequence (one forward pass,
+    # as verl's actor does) matches the rollout's for every generated token.
+    recomputed = server.logprobs(sequence, images, len(output.prompt_ids))
+    for index, mask in enumerate(output.response_mask):
+        if mask:
+            assert recomputed[index] == pytest.approx(output.response_logprobs[index], abs=2e-3)
+
+    # The token sequence is the chat template's rendering of the conversation.
+    tokenizer = encoder.tokenizer
+    text = tokenizer.decode(sequence, skip_special_tokens=False)
+    assert text.count("<|vision_start|>") == 2 and text.count("<|im_start|>assistant") == 2
+    assert "no valid action" not in text.split("<|im_start|>assistant")[1]  # the click parsed
