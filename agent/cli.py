@@ -30,6 +30,7 @@ from agent import cmd_demo  # noqa: E402, F401
 from agent import cmd_eval  # noqa: E402, F401
 from agent import cmd_evolve  # noqa: E402, F401
 from agent import cmd_export  # noqa: E402, F401
+from agent import cmd_grounding  # noqa: E402, F401
 from agent import cmd_osworld  # noqa: E402, F401
 from agent import cmd_run  # noqa: E402, F401
 from agent import cmd_serve_env  # noqa: E402, F401

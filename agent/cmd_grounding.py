@@ -10,10 +10,12 @@ records every sample, so the same command resumes. The published table(s) are pr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 
+from agent.cli import app
 from benchmarks.grounding.data import BENCHMARKS, GroundingDataError, load_benchmark
 from benchmarks.grounding.runner import (
     OracleGrounder,
@@ -114,4 +116,41 @@ def eval_grounding(benchmark: str, *, data: Path | None, policy: str,
     return Path(out_dir)
 
 
-__all__ += ["GroundingDataError"]
+__all__ += ["GroundingDataError", "generate_grounding_command"]
+
+
+@app.command("generate-grounding")
+def generate_grounding_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (ScreenSpot-Pro "
+                                      "format: annotations/, images/).")],
+    pages: Annotated[int, typer.Option(
+        "--pages", min=0, help="Synthetic web pages to render (~40 samples each).")] = 13,
+    miniwob_task: Annotated[list[str] | None, typer.Option(
+        "--miniwob-task", help="Also read the screens of this MiniWoB++ task (repeatable).")
+    ] = None,
+    miniwob_seeds: Annotated[int, typer.Option(
+        "--miniwob-seeds", min=1, help="Seeded episodes per MiniWoB++ task.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="First page seed.")] = 0,
+    width: Annotated[int, typer.Option("--width", min=64, help="Viewport width, CSS px.")] = 1280,
+    height: Annotated[int, typer.Option("--height", min=64, help="Viewport height, CSS px.")
+                      ] = 720,
+    scale: Annotated[float, typer.Option(
+        "--scale", min=0.5, max=4, help="Device scale factor (screenshot px per CSS px).")] = 1.0,
+) -> None:
+    """Generate grounding samples from live environments (Chromium pages, MiniWoB++):
+    element boxes from the DOM, instructions from what each element shows. Evaluate them
+    with `cua eval screenspot-pro --data OUT`."""
+    from actions.observation import Size
+    from benchmarks.grounding.generate import generate_miniwob, generate_web, write_screenspot_pro
+
+    console = Console()
+    if out.exists() and any(out.iterdir()):
+        console.print(f"[red]error:[/red] {out} is not empty: choose a new --out folder")
+        raise typer.Exit(2)
+    screens = generate_web(pages, seed=seed, viewport=Size(width=width, height=height),
+                           device_scale_factor=scale) if pages else []
+    if miniwob_task:
+        screens += generate_miniwob(list(miniwob_task), range(seed, seed + miniwob_seeds))
+    written = write_screenspot_pro(screens, out)
+    console.print(f"{written} samples from {len(screens)} screens written to {out}; evaluate "
+                  f"with `cua eval screenspot-pro --data {out} --policy oracle`", highlight=False)

@@ -26,14 +26,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def generated_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Generated once per session: 13 synthetic web pages (~42 elements each) and two
-    MiniWoB task screens, written in ScreenSpot-Pro's format."""
-    from benchmarks.grounding.generate import generate_miniwob, generate_web, write_screenspot_pro
+    """Generated once per session with `cua generate-grounding`: 13 synthetic web pages
+    (~42 elements each) and two MiniWoB task screens, in ScreenSpot-Pro's format."""
+    from agent.cli import app
 
-    out = tmp_path_factory.mktemp("generated-grounding")
-    screens = generate_web(13, seed=100) + generate_miniwob(["click-button", "enter-text"],
-                                                            range(1))
-    write_screenspot_pro(screens, out)
+    out = tmp_path_factory.mktemp("generated-grounding") / "set"
+    result = CliRunner().invoke(app, ["generate-grounding", "--out", str(out), "--pages", "13",
+                                      "--seed", "100", "--miniwob-task", "click-button",
+                                      "--miniwob-task", "enter-text"])
+    assert result.exit_code == 0, result.output
+    assert "samples from 15 screens written" in result.output
     return out
 
 
