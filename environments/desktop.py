@@ -454,7 +454,9 @@ class DesktopEnv:
             "XDG_DATA_HOME": str(self.home_dir / ".local/share"),
             "XDG_CACHE_HOME": str(self.home_dir / ".cache"),
             "XDG_RUNTIME_DIR": str(self._root), "NO_AT_BRIDGE": "1",
-            "GSETTINGS_BACKEND": "memory", "GTK_OVERLAY_SCROLLING": "0",
+            # GSettings in a key file under this episode's XDG_CONFIG_HOME: what one
+            # process sets (a task's `gsettings set`) the next one reads, for the episode.
+            "GSETTINGS_BACKEND": "keyfile", "GTK_OVERLAY_SCROLLING": "0",
         })
         return env
 

@@ -23,8 +23,9 @@ from typing import Any
 
 from actions.contracts import Task
 from actions.models import Terminate
-from benchmarks.desktop.setup import run_setup
+from benchmarks.desktop.setup import cache_dir, run_setup
 from benchmarks.desktop.taskfile import OSWorldTask, UnsupportedTaskError
+from benchmarks.desktop.validate import resolve, task_problems
 from environments.desktop import DesktopEnv
 
 logger = logging.getLogger(__name__)
@@ -34,12 +35,6 @@ Metric = Callable[..., float]
 
 
 # ----------------------------------------------------------------------------- getters
-def _cache_dir(env: DesktopEnv) -> Path:
-    path = env.home_dir.parent / f"{env.home_dir.name}-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def get_vm_file(env: DesktopEnv, config: dict[str, Any]) -> str | list[str | None] | None:
     """Copy `path` (list with `multi`) into the cache as `dest`; return local path(s), None if absent."""
     multi = config.get("multi", False)
@@ -49,7 +44,7 @@ def get_vm_file(env: DesktopEnv, config: dict[str, Any]) -> str | list[str | Non
     out: list[str | None] = []
     for i, (src, dest) in enumerate(zip(paths, dests, strict=False)):
         source = env.expand_path(src)
-        local = _cache_dir(env) / dest
+        local = cache_dir(env) / dest
         found = source.is_file()
         if found:
             shutil.copyfile(source, local)
@@ -104,7 +99,7 @@ def get_local_file(env: DesktopEnv, config: dict[str, Any]) -> str | None:
 
 
 def get_cache_file(env: DesktopEnv, config: dict[str, Any]) -> str:
-    path = _cache_dir(env) / config["path"]
+    path = cache_dir(env) / config["path"]
     if not path.exists():
         raise FileNotFoundError(path)
     return str(path)
@@ -239,10 +234,14 @@ class OSWorldTaskRunner:
     """Runs an OSWorld task's setup on reset and its evaluator on evaluate (DesktopTaskRunner)."""
 
     def setup(self, env: DesktopEnv, task: Task) -> None:
+        """Validate the whole task (benchmarks.desktop.validate), then run its setup; a
+        task that cannot run, or would change the host, is refused before any step."""
         spec = osworld_task_of(task)
-        missing = [m for m in spec.unsupported() if m.startswith("setup")]
-        if missing:
-            raise UnsupportedTaskError(f"task {spec.id} is not supported here: needs {', '.join(missing)}")
+        problems = task_problems(spec)
+        if problems:
+            raise UnsupportedTaskError(
+                f"task {spec.id} is not supported here, refused before any step: "
+                f"{'; '.join(problems)}")
         task_dir = task.config.get("task_dir")
         env.task_files_dir = Path(task_dir) if task_dir else None
         run_setup(env, spec.config)
@@ -261,7 +260,10 @@ class OSWorldTaskRunner:
             return 0.0
         conj = spec.evaluator.conj
         scores: list[float] = []
+        size, home = env.screen_size, env.home_dir
         for name, result_cfg, expected_cfg, options in metrics:
+            result_cfg = resolve(result_cfg, size.width, size.height, home)
+            expected_cfg = resolve(expected_cfg, size.width, size.height, home)
             try:
                 result = GETTERS[result_cfg["type"]](env, result_cfg) if result_cfg else None
             except FileNotFoundError:

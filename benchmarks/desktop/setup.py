@@ -5,6 +5,16 @@ with OSWorld's parameter names. Steps that would need the network or a VM servic
 (download, chrome_open_tabs, googledrive, ...) are not supported here: a task using them
 raises UnsupportedTaskError naming the step.
 
+Parameters are resolved first (benchmarks.desktop.validate.resolve: OSWorld's
+placeholders, /home/user mapped to the episode's home); the whole task was validated
+before the first step (OSWorldTaskRunner.setup). `execute` keeps OSWorld's semantics: a
+non-zero exit is logged, not a setup failure; `until` reruns the command every 0.3 s
+until its condition holds (bounded by `until_timeout_s`, where OSWorld would retry
+forever); `stdout`/`stderr` files land in the cache folder that `cache_file` reads. A
+command's `python`/`python3` is this interpreter, which has pyautogui, as the VM's has.
+`activate_window` on a missing window is logged, as OSWorld's server answers 404 and its
+SetupController logs it.
+
 Unlike OSWorld, `launch` and `open` do not return immediately and leave the task to
 `sleep`: they poll until the app's window is mapped (bounded by `timeout_s`).
 """
@@ -14,8 +24,10 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks.desktop.taskfile import SetupStep, UnsupportedTaskError
@@ -28,10 +40,26 @@ class SetupFailed(RuntimeError):
     """A setup step ran and failed (command exit code, window never appeared)."""
 
 
+def cache_dir(env: DesktopEnv) -> Path:
+    """The episode's cache folder (OSWorld's cache_dir: setup outputs, fetched files)."""
+    path = env.home_dir.parent / f"{env.home_dir.name}-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def _argv(env: DesktopEnv, command: str | Sequence[str], shell: bool) -> str | list[str]:
     if isinstance(command, str):
         return command if shell else shlex.split(command)
-    return [str(env.expand_path(a)) if a.startswith("~") else a for a in command]
+    argv = [str(env.expand_path(a)) if a.startswith("~") else a for a in command]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
+
+
+def _until_met(until: dict, result: Any) -> bool:
+    return ("returncode" in until and result.returncode == until["returncode"]
+            or "stdout" in until and until["stdout"] in result.stdout
+            or "stderr" in until and until["stderr"] in result.stderr)
 
 
 def _visible_windows(env: DesktopEnv) -> set[int]:
@@ -58,22 +86,23 @@ def launch(env: DesktopEnv, command: str | list[str], shell: bool = False,
 
 def execute(env: DesktopEnv, command: str | list[str], shell: bool = False,
             stdout: str = "", stderr: str = "", until: dict | None = None,
-            timeout_s: float = 60.0, **_: Any) -> None:
-    """Run a command to completion; a non-zero exit fails the setup.
-
-    `stdout`/`stderr` name files (in the cache dir in OSWorld; here relative to HOME) that
-    receive the output. `until` (OSWorld: retry until output matches) is not supported.
-    """
-    if until:
-        raise UnsupportedTaskError("setup step 'execute' with 'until' is not supported here")
-    result = env.run(_argv(env, command, shell), shell=shell, timeout_s=timeout_s)
+            timeout_s: float = 60.0, until_timeout_s: float = 60.0, **_: Any) -> None:
+    """Run a command to completion (OSWorld's `execute`, see the module docstring)."""
+    deadline = time.monotonic() + until_timeout_s
+    while True:
+        result = env.run(_argv(env, command, shell), shell=shell, timeout_s=timeout_s)
+        if not until or _until_met(until, result):
+            break
+        if time.monotonic() >= deadline:
+            raise SetupFailed(f"setup command {command!r}: 'until' {until} not met within "
+                              f"{until_timeout_s:.0f} s")
+        time.sleep(0.3)  # OSWorld's retry cadence
     for name, text in ((stdout, result.stdout), (stderr, result.stderr)):
         if name:
-            env.expand_path(f"~/{name}").write_text(text)
+            (cache_dir(env) / name).write_text(text)
     if result.returncode != 0:
-        raise SetupFailed(
-            f"setup command {command!r} exited with {result.returncode}: {result.stderr.strip()[-500:]}"
-        )
+        logger.warning("setup command %r exited with %d (not a failure, as in OSWorld): %s",
+                       command, result.returncode, result.stderr.strip()[-300:])
 
 
 def sleep(env: DesktopEnv, seconds: float, **_: Any) -> None:
@@ -106,7 +135,8 @@ def activate_window(env: DesktopEnv, window_name: str, strict: bool = False,
     """Raise and focus the window whose title (or WM_CLASS) contains/equals window_name."""
     windows = _match_windows(env, window_name, strict, by_class)
     if not windows:
-        raise SetupFailed(f"setup 'activate_window': no window named {window_name!r}")
+        logger.warning("setup 'activate_window': no window named %r", window_name)
+        return
     env.activate_window(windows[-1])
 
 
@@ -137,8 +167,12 @@ def run_setup(env: DesktopEnv, steps: Sequence[SetupStep]) -> None:
                 f"setup step {step.type!r} is not supported here (supported: "
                 f"{', '.join(sorted(SETUP_STEPS))})"
             )
-        logger.debug("setup step %d: %s %s", i + 1, step.type, step.parameters)
+        from benchmarks.desktop.validate import resolve
+
+        parameters = resolve(step.parameters, env.screen_size.width, env.screen_size.height,
+                             env.home_dir)
+        logger.debug("setup step %d: %s %s", i + 1, step.type, parameters)
         try:
-            fn(env, **step.parameters)
+            fn(env, **parameters)
         except TypeError as exc:
             raise SetupFailed(f"setup step {step.type!r}: bad parameters {step.parameters}: {exc}") from exc

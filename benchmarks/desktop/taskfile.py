@@ -12,7 +12,9 @@ A task file looks like OSWorld's `evaluation_examples/examples/<domain>/<id>.jso
 Extra keys are kept (OSWorld files carry `snapshot`, `source`, `trajectory`, ...). Our
 local tasks add one key OSWorld ignores: `expert`, the scripted expert's plan.
 Which steps, getters and metrics this machine supports is checked by `unsupported()`;
-a task that needs others still loads, and fails at reset/evaluate with a clear message.
+a task that needs others still loads, and is refused at reset, before any setup step,
+with one line naming all it needs (benchmarks.desktop.validate.task_problems, which also
+refuses commands that would change the host).
 """
 
 from __future__ import annotations
