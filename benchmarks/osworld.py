@@ -405,15 +405,22 @@ class OSWorldEnvironment:
                            **fields)
 
     def _settled_screenshot(self, first: bytes | None = None) -> tuple[bytes, float]:
-        start = time.monotonic()
-        last = self._screenshot(first)
-        while time.monotonic() - start < self.settle_timeout_s:
-            time.sleep(self.settle_poll_s)  # poll cadence of a remote VM, not a fixed wait
-            shot = self._screenshot()
-            if shot == last:
-                break
-            last = shot
-        return last, time.monotonic() - start
+        """The screen once two screenshots in a row are identical (environments._settle,
+        the settle detection every environment uses), bounded by settle_timeout_s."""
+        from environments._settle import wait_until_settled
+
+        pending = [self._screenshot(first)]
+
+        def capture() -> bytes:
+            if pending:
+                return pending.pop()
+            time.sleep(self.settle_poll_s)  # the poll cadence of a remote VM
+            return self._screenshot()
+
+        settled = wait_until_settled(capture, is_quiet=lambda: True,
+                                     wait_a_little=lambda: None,
+                                     timeout_s=self.settle_timeout_s)
+        return settled.screenshot_png, settled.settle_s
 
     def _example_dir(self, task: Task) -> Path | None:
         if self.result_dir is None:

@@ -162,3 +162,23 @@ def test_report_reads_osworlds_result_tree(tmp_path: Path) -> None:
     assert "75.00" in out.output and "crashed" in out.output
     empty = CliRunner().invoke(app, ["osworld", "report", str(tmp_path / "nothing")])
     assert empty.exit_code == 2 and "OSWorld result tree" in empty.output
+
+
+def test_protocol_is_an_option_recorded_and_reported(tmp_path: Path) -> None:
+    """Plumbing: --protocol exists on both commands (official by default), becomes a suite
+    option (so the manifest records it) and the report's title says it."""
+    from agent.cmd_osworld import osworld_suite_options
+    from trajectories.record import RunManifest
+
+    for command in (["eval", "--help"], ["osworld", "run", "--help"]):
+        help_text = CliRunner().invoke(app, command, terminal_width=200).output
+        assert "--protocol" in help_text
+    options = osworld_suite_options(tmp_path, "fast", "/models/Qwen3-VL-8B/", "openai")
+    assert options == {"protocol": "fast", "result_dir": str(tmp_path / "osworld"),
+                       "model_name": "Qwen3-VL-8B"}
+    manifest = RunManifest(created_at=0, updated_at=0, versions={}, config={
+        "suite": "osworld", "suite_options": options})
+    (tmp_path / "manifest.json").write_text(manifest.model_dump_json())
+    (tmp_path / "results.jsonl").write_text("")
+    out = CliRunner().invoke(app, ["osworld", "report", str(tmp_path)], terminal_width=200)
+    assert out.exit_code == 0 and "protocol fast" in out.output, out.output
