@@ -4,7 +4,11 @@
   runs it with ``import pyautogui; import time`` in scope; the special strings ``WAIT``,
   ``DONE`` and ``FAIL`` mean "wait", "task finished" and "task infeasible".
 - `to_android_world(action)`: a dict with the fields of AndroidWorld's
-  ``env/json_action.py`` ``JSONAction`` (``JSONAction(**d)`` accepts it).
+  ``env/json_action.py`` ``JSONAction`` (``JSONAction(**d)`` accepts it), for where only a
+  JSONAction can be sent (it says what that loses).
+- `to_adb_swipe(action, width, height)`: the exact ``adb shell input swipe`` gesture of a
+  swipe, drag, long press or scroll (`scroll_swipe` is the scroll geometry the Android
+  environment uses too).
 
 Coordinates stay input-space pixels: the screen OSWorld/AndroidWorld drive *is* the
 environment's input space. Actions a target cannot express raise

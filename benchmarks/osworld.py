@@ -309,6 +309,7 @@ class OSWorldResultWriter:
 
     def __init__(self, example_dir: Path) -> None:
         self.dir = example_dir
+        self.finished = False  # result.txt or an Error line written
         if self.dir.exists():  # a rerun starts clean, as run.py's get_unfinished does
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
@@ -328,9 +329,18 @@ class OSWorldResultWriter:
 
     def error(self, message: str) -> None:
         self._append({"Error": message})
+        self.finished = True
 
     def result(self, score: float) -> None:
         (self.dir / "result.txt").write_text(f"{score}\n", encoding="utf-8")
+        self.finished = True
+
+    def close_unscored(self) -> None:
+        """An episode that ended without evaluation (the policy or the run failed, not
+        the VM) is marked crashed, as run.py marks any exception."""
+        if not self.finished:
+            self.error("the episode ended in an error before evaluation "
+                       "(see the qwen-cua episode record)")
 
 
 class OSWorldEnvironment:
@@ -436,6 +446,8 @@ class OSWorldEnvironment:
         if spec is None:
             raise ValueError(f"task {task.key} carries no OSWorld task (config['osworld'])")
         example_dir = self._example_dir(task)
+        if self.writer is not None:
+            self.writer.close_unscored()
         self.writer = OSWorldResultWriter(example_dir) if example_dir is not None else None
         self._step_num = 0
         try:
@@ -530,6 +542,8 @@ class OSWorldEnvironment:
         return score
 
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close_unscored()
         self.env.close()
 
 

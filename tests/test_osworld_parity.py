@@ -100,6 +100,16 @@ def test_official_protocol_constants() -> None:
             OFFICIAL_SLEEP_AFTER_EXECUTION_S) == (60.0, 20.0, 0.0)
 
 
+class FailingPolicy:
+    name = "failing"
+
+    def act(self, states):
+        raise ConnectionError("model server down")
+
+    def close(self) -> None:
+        pass
+
+
 @pytest.mark.slow
 def test_official_run_writes_osworlds_layout_and_a_lost_screenshot_crashes(
         fake_desktop_env: None, tmp_path: Path) -> None:  # noqa: F811
@@ -135,10 +145,17 @@ def test_official_run_writes_osworlds_layout_and_a_lost_screenshot_crashes(
         assert "Error" in json.loads((crash_dir / "traj.jsonl").read_text().splitlines()[-1])
         with pytest.raises(ScreenshotUnavailable):
             env.reset(crash)
+        del env.env.controller.get_screenshot  # the VM answers again; the policy fails
+        broken = osworld_task("sort-names")
+        failed = run_episode(env, FailingPolicy(), broken, platform="desktop")
+        assert failed.error is not None and "model server down" in failed.error
     finally:
         env.close()
+    broken_dir = example.parent.parent / broken.config["domain"] / broken.config["osworld"]["id"]
+    assert not (broken_dir / "result.txt").exists()
+    assert "Error" in json.loads((broken_dir / "traj.jsonl").read_text().splitlines()[-1])
     rows = {row.domain: row for row in domain_summary(tmp_path / "osworld")}
-    assert (rows["overall"].episodes, rows["overall"].crashed) == (1, 1)
+    assert (rows["overall"].episodes, rows["overall"].crashed) == (1, 2)
     assert rows["overall"].success_rate_pct == 100.0
 
 
