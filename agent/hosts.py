@@ -196,6 +196,10 @@ class ThreadHost:
     def alive(self) -> bool:
         return True
 
+    @property
+    def expert_name(self) -> str | None:
+        return getattr(self.expert, "name", None) if self.expert is not None else None
+
     async def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the environment's thread (for environment-bound helpers)."""
         return await _on(self.executor, fn)
@@ -298,6 +302,20 @@ class HostPool:
         pool.hosts = list(hosts)
         return pool
 
+    async def start_all(self) -> None:
+        """Start every host now, concurrently (N browsers launch in parallel); if one
+        fails, close the started ones and raise its error."""
+        missing = [i for i, host in enumerate(self.hosts) if host is None]
+        results = await asyncio.gather(*(self._start_host(i) for i in missing),
+                                       return_exceptions=True)
+        for index, result in zip(missing, results, strict=True):
+            if not isinstance(result, BaseException):
+                self.hosts[index] = result
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await self.close()
+            raise failed[0]
+
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[EnvironmentHost]:
         """Hold one live host for the duration of the `async with` block."""
@@ -335,6 +353,7 @@ class HostPool:
     async def close(self) -> None:
         """Close every started host (errors are logged, not raised)."""
         hosts = [h for h in self.hosts if h is not None]
+        self.hosts = [None] * self.size
         results = await asyncio.gather(*(h.close() for h in hosts), return_exceptions=True)
         for host, result in zip(hosts, results, strict=True):
             if isinstance(result, BaseException):

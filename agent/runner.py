@@ -12,6 +12,8 @@ one result line per planned episode.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import functools
 import hashlib
 import logging
@@ -34,8 +36,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from actions.contracts import Environment, EpisodeState, Policy, PolicyOutput, Task
-from agent.loop import DEFAULT_MAX_PARSE_FAILURES, EpisodeSpec, LoopOptions, run_episodes_batched
+from actions.contracts import Environment, Policy, Task
+from agent.engine import (
+    DEFAULT_MAX_PARSE_FAILURES,
+    EpisodeSpec,
+    LoopOptions,
+    run_blocking,
+    run_engine,
+)
+from agent.engine_policy import ExpertPolicy, PolicyService, make_policy_service
+from agent.hosts import EnvironmentHost, HostPool, ThreadHost
 from benchmarks.base import Suite, get_suite
 from policies.registry import EXPERT_POLICY_NAMES, make_policy
 from trajectories.record import EpisodeResult, episode_key, to_json_text
@@ -107,6 +117,7 @@ class RunSummary:
     skipped: int
     results: list[EpisodeResult] = field(default_factory=list)
     wall_time_s: float = 0.0
+    worker_report: Any = None  # agent.workers.ParallelReport of a run on workers
 
     def per_task(self) -> list[TaskStats]:
         stats: dict[str, TaskStats] = {}
@@ -168,34 +179,6 @@ def plan_episodes(
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate tasks in the task list")
     return planned
-
-
-class _ExpertPerEnvironment:
-    """One scripted expert per environment behind one Policy: routes each episode's state
-    to the expert bound to the environment the episode runs on."""
-
-    def __init__(self, experts: list[Policy]) -> None:
-        self.experts = experts
-        self.name = getattr(experts[0], "name", "expert")
-        self._env_of: dict[str, int] = {}
-
-    def assign(self, episode_id: str, env_index: int) -> None:
-        self._env_of[episode_id] = env_index
-
-    def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
-        outputs: list[PolicyOutput | None] = [None] * len(states)
-        groups: dict[int, list[int]] = {}
-        for i, state in enumerate(states):
-            groups.setdefault(self._env_of[state.episode_id], []).append(i)
-        for env_index, indices in groups.items():
-            got = self.experts[env_index].act([states[i] for i in indices])
-            for i, output in zip(indices, got, strict=True):
-                outputs[i] = output
-        return [o for o in outputs if o is not None]
-
-    def close(self) -> None:
-        for expert in self.experts:
-            expert.close()
 
 
 class RunProgress:
@@ -296,25 +279,28 @@ def execute_run(
     for episode in todo:
         writer.discard_episode(episode.episode_id)
 
-    if todo and (workers > 0 or backend != "process"):
-        from agent.workers import run_todo_parallel
-
-        run_todo_parallel(
-            writer, todo, make_environment=make_environment, make_expert=make_expert,
-            policy=policy, policy_options=policy_options or {}, options=options,
-            workers=workers, backend=backend, backend_options=backend_options,
-            max_consecutive_errors=max_consecutive_errors, console=console,
-            show_progress=show_progress, title=title, summary=summary)
-    elif todo:
+    if todo:
         _run_todo(writer, todo, make_environment=make_environment, policy=policy,
                   policy_options=policy_options or {}, make_expert=make_expert,
-                  options=options, num_envs=max(1, min(num_envs, len(todo))),
+                  options=options, num_envs=num_envs, workers=workers, backend=backend,
+                  backend_options=backend_options,
                   max_consecutive_errors=max_consecutive_errors, console=console,
                   show_progress=show_progress, title=title, summary=summary)
 
     summary.results = [r for r in writer.finished_results() if r.key in planned_keys]
     summary.wall_time_s = time.monotonic() - started
     return summary
+
+
+class Backend(enum.StrEnum):
+    """Where environments run: threads of this process (no --workers), worker processes,
+    or Ray actors (agent.ray_backend)."""
+
+    PROCESS = "process"
+    RAY = "ray"
+
+
+_POLICY_SERVICE_OPTIONS = ("policy_calls", "batch_wait_s", "max_batch", "max_concurrency")
 
 
 def _run_todo(
@@ -327,53 +313,133 @@ def _run_todo(
     make_expert: Callable[[Environment], Policy] | None,
     options: LoopOptions,
     num_envs: int,
+    workers: int,
+    backend: str,
+    backend_options: dict[str, Any] | None,
     max_consecutive_errors: int | None,
     console: Console,
     show_progress: bool,
     title: str,
     summary: RunSummary,
 ) -> None:
-    envs: list[Environment] = []
-    built_policy: Policy | None = None
+    """Run `todo` through the engine on one kind of environment host: threads of this
+    process (`num_envs` of them), worker processes or Ray actors (`workers`)."""
+    backend = Backend(backend)
+    in_process = workers == 0 and backend is Backend.PROCESS
+    opts = dict(backend_options or {})
+    service_opts = {k: opts.pop(k) for k in _POLICY_SERVICE_OPTIONS if k in opts}
+    expert = isinstance(policy, str) and policy in EXPERT_POLICY_NAMES
+    if expert and make_expert is None:
+        raise ValueError(f"policy {policy!r} is a scripted expert, and this environment has "
+                         "none; pick a model policy")
+    if in_process and opts:
+        raise ValueError(f"unknown options for environments in this process: {sorted(opts)}")
+    size = max(1, min(num_envs if in_process else max(workers, 1), len(todo)))
+    built: Policy | None = None
+    if isinstance(policy, str) and not expert:
+        # Build the model first: a bad model path fails before browsers start.
+        built = make_policy(policy, **policy_options)
+    elif not isinstance(policy, str):
+        built = policy
+    specs = [EpisodeSpec(task=p.task, episode_id=p.episode_id, sample=p.sample,
+                         recorder=writer.start_episode(p.episode_id)) for p in todo]
+
+    async def main() -> None:
+        worker_hosts: list[Any] = []
+        ray_session: Any = None
+        if in_process:
+            async def start_host(index: int) -> EnvironmentHost:
+                return await ThreadHost.start(index, make_environment,
+                                              make_expert if expert else None)
+        else:
+            from agent.workers import EnvironmentFactory, WorkerHost
+
+            screenshots = writer.path / "screenshots"
+            common = {k: opts.pop(k) for k in ("call_timeout_s", "start_timeout_s") if k in opts}
+            if backend is Backend.RAY:
+                from agent.ray_backend import RaySession, RayWorker
+
+                shared = bool(opts.pop("shared_storage", False))
+                factory = EnvironmentFactory(make_environment, make_expert if expert else None,
+                                             screenshots if shared else None,
+                                             writer.fsync_screenshots)
+                ray_session = await asyncio.to_thread(
+                    lambda: RaySession(num_cpus=opts.pop("num_cpus", size), **opts))
+
+                def make_worker(index: int) -> Any:
+                    return RayWorker(index, ray_session, factory, **common)
+            else:
+                from agent.workers import ProcessWorker
+
+                if opts:
+                    raise ValueError(f"unknown process backend options: {sorted(opts)}")
+                factory = EnvironmentFactory(make_environment, make_expert if expert else None,
+                                             screenshots, writer.fsync_screenshots)
+
+                def make_worker(index: int) -> Any:
+                    return ProcessWorker(index, factory, **common)
+
+            async def start_host(index: int) -> EnvironmentHost:
+                host = await WorkerHost.start(lambda: make_worker(index), screenshots, index)
+                worker_hosts.append(host)
+                return host
+
+        pool = HostPool(size, start_host)
+        service: PolicyService | None = None
+        try:
+            await pool.start_all()
+            if not in_process:
+                console.print(f"[dim]{size} {backend.value} workers: pids "
+                              f"{', '.join(str(h.worker.info.get('pid')) for h in worker_hosts)}"
+                              "[/dim]")
+            if expert:
+                service = ExpertPolicy(getattr(pool.hosts[0], "expert_name", None) or "expert")
+            else:
+                assert built is not None
+                service = make_policy_service(
+                    built, calls=service_opts.get("policy_calls"),
+                    max_batch=_opt_int(service_opts.get("max_batch")),
+                    max_wait_s=_opt_float(service_opts.get("batch_wait_s")),
+                    max_concurrency=_opt_int(service_opts.get("max_concurrency")) or 64)
+            label = title if in_process else f"{title} ×{size}"
+            with RunProgress(console, label, len(todo), show=show_progress, summary=summary,
+                             max_consecutive_errors=max_consecutive_errors) as progress:
+                if in_process:
+                    await run_engine(pool, service, specs, options=options,
+                                     on_result=progress.on_result)
+                else:
+                    from agent.workers import run_on_worker_hosts, workers_table
+
+                    hosts = sorted(worker_hosts, key=lambda h: h.index)
+                    report = await run_on_worker_hosts(pool, hosts, service, specs,
+                                                       options=options,
+                                                       on_result=progress.on_result)
+            if not in_process:
+                console.print(workers_table(report))
+                summary.worker_report = report  # per-worker stats, for benchmarks
+        finally:
+            if service is not None:
+                await service.close()
+            await pool.close()
+            if ray_session is not None:
+                await asyncio.to_thread(ray_session.close)
+
     try:
-        if isinstance(policy, str) and policy not in EXPERT_POLICY_NAMES:
-            # Build the model first: a bad model path fails before browsers start.
-            built_policy = make_policy(policy, **policy_options)
-        for _ in range(num_envs):
-            envs.append(make_environment())
-        router: _ExpertPerEnvironment | None = None
-        if isinstance(policy, str) and policy in EXPERT_POLICY_NAMES:
-            if make_expert is None:
-                raise ValueError(f"policy {policy!r} is a scripted expert, and this "
-                                 "environment has none; pick a model policy")
-            router = _ExpertPerEnvironment([make_expert(env) for env in envs])
-            built_policy = router  # type: ignore[assignment]
-        elif not isinstance(policy, str):
-            built_policy = policy
-        assert built_policy is not None
-
-        specs = [EpisodeSpec(task=p.task, episode_id=p.episode_id, sample=p.sample,
-                             recorder=writer.start_episode(p.episode_id)) for p in todo]
-
-        def on_start(spec: EpisodeSpec, env_index: int) -> None:
-            if router is not None:
-                router.assign(spec.episode_id, env_index)
-
-        with RunProgress(console, title, len(todo), show=show_progress, summary=summary,
-                         max_consecutive_errors=max_consecutive_errors) as progress:
-            run_episodes_batched(envs, built_policy, specs, options=options,
-                                 on_start=on_start, on_result=progress.on_result)
+        run_blocking(main)
     finally:
-        for env in envs:
+        if built is not None and isinstance(policy, str):  # we built it: we close it
             try:
-                env.close()
-            except Exception as exc:  # noqa: BLE001 - closing must not hide the real error
-                logger.warning("closing environment failed: %s", exc)
-        if built_policy is not None and isinstance(policy, str):  # we built it: we close it
-            try:
-                built_policy.close()
+                built.close()
             except Exception as exc:  # noqa: BLE001
                 logger.warning("closing policy failed: %s", exc)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _drop_errored_results(writer: RunWriter, keys: set[str]) -> None:

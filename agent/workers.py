@@ -1,30 +1,22 @@
-"""Parallel rollouts: environments in worker processes (or Ray actors), one policy in the parent.
+"""Environment workers: environments in worker processes (or Ray actors), seen by the engine
+as `WorkerHost`s (agent.hosts.EnvironmentHost).
 
-`run_parallel` runs the episodes of a run on N environment workers. Each worker is a
-separate process (multiprocessing, start method ``spawn``) that owns one environment
-(its browser, X server or adb connection) and, for a scripted expert, the expert next to
-it (experts read their environment). The parent keeps:
-
-- a shared task queue, drained by one *driver thread* per worker. A driver runs the
-  agent loop's episode logic (`agent.loop.EpisodeRun`: the same code as in-process runs,
-  hence the same records) against a proxy environment that forwards every call to its
-  worker over a pipe;
-- the policy. For a model policy the drivers' pending observations are gathered into
-  ONE `policy.act()` call (`PolicyCalls.BATCHED`, the default for local models: a batch
-  is sent when every driver in an episode is waiting, or `batch_wait_s` after the first
-  request); servers get concurrent requests instead (`PolicyCalls.CONCURRENT`, the
-  default for `OpenAICompatPolicy`); `PolicyCalls.SERIAL` asks one state at a time;
-- the run directory: episode directories and results.jsonl are written by the parent
-  exactly as in-process runs write them. Screenshots flow to disk: a worker writes each
-  screenshot into RUN/screenshots/<sha256>.png itself and sends only its hash and
-  metadata; the parent reads the file back when the policy needs the pixels.
+Each worker is a separate process (multiprocessing, start method ``spawn``) that owns one
+environment (its browser, X server or adb connection) and, for a scripted expert, the
+expert next to it (experts read their environment). The parent keeps the engine
+(agent.engine: every episode its own task, the same episode code as in-process runs,
+hence the same records), the policy service, and the run directory. Screenshots flow to
+disk: a worker writes each screenshot into RUN/screenshots/<sha256>.png itself and sends
+only its hash and metadata; the parent reads the file back when the policy needs the
+pixels.
 
 Faults: a worker that dies (killed, segfault, out of memory) or stops answering
-(`call_timeout_s`) ends its episode in flight with an `EnvironmentCrashed` error (recorded
-like any crashed episode) and is started again before its next episode; other workers
-go on. An environment crash inside a worker (the browser died) comes back as the
-environment's own `EnvironmentCrashed`. Storage errors (a full disk) stop the run: the
-finished episodes are in results.jsonl and rerunning the command resumes.
+(`call_timeout_s`) ends its episode in flight with a `WorkerDied`/`WorkerHung` error
+(an EnvironmentCrashed, recorded like any crashed episode) and is started again before
+its next episode (agent.hosts.HostPool); other episodes go on. An environment crash
+inside a worker (the browser died) comes back as the environment's own
+`EnvironmentCrashed`. Storage errors (a full disk) stop the run: the finished episodes
+are in results.jsonl and rerunning the command resumes.
 
 Memory: every worker reports the resident set size of its process and of its children
 (the browser) after each episode; `WorkerStats` keeps the last and the peak values, and
@@ -36,18 +28,15 @@ Ray actors; everything else here is shared.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import enum
 import logging
 import multiprocessing
 import os
 import pickle
 import signal
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -57,7 +46,6 @@ from rich.table import Table
 
 from actions.contracts import (
     Environment,
-    EnvironmentCrashed,
     EpisodeState,
     Policy,
     PolicyOutput,
@@ -66,43 +54,36 @@ from actions.contracts import (
 )
 from actions.models import Action
 from actions.observation import Observation
-from agent.loop import EpisodeRun, EpisodeSpec, LoopOptions, format_error
+from agent.engine import EpisodeSpec, LoopOptions, format_error, run_blocking, run_engine
+from agent.engine_policy import ExpertPolicy, PolicyCalls, PolicyService, make_policy_service
+from agent.hosts import EnvironmentHost, HostDied, HostError, HostHung, HostPool, new_env_thread
 from trajectories.record import EpisodeResult, screenshot_sha256
-from trajectories.store import NullRecorder, atomic_write_bytes
+from trajectories.store import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CALL_TIMEOUT_S = 300.0
 DEFAULT_START_TIMEOUT_S = 120.0
-DEFAULT_BATCH_WAIT_S = 1.0
 MAX_RESTARTS_IN_A_ROW = 3
 
 
-class WorkerError(EnvironmentCrashed):
+class WorkerError(HostError):
     """A worker (process or actor) died, hung, or could not start.
 
     It is an EnvironmentCrashed: the episode in flight ends as an error, the run goes on.
     """
 
 
-class WorkerDied(WorkerError):
+class WorkerDied(WorkerError, HostDied):
     """The worker process or actor is gone (killed, crashed)."""
 
 
-class WorkerHung(WorkerError):
+class WorkerHung(WorkerError, HostHung):
     """The worker did not answer within its call timeout; it was killed."""
 
 
 class RemoteError(RuntimeError):
     """An exception from a worker that could not be sent back as itself (unpicklable)."""
-
-
-class PolicyCalls(enum.StrEnum):
-    """How drivers reach a model policy (see the module docstring)."""
-
-    BATCHED = "batched"
-    CONCURRENT = "concurrent"
-    SERIAL = "serial"
 
 
 # --------------------------------------------------------------------------- worker side
@@ -412,36 +393,6 @@ class ProcessWorker:
         self._kill()
 
 
-class WorkerEnvironment:
-    """An Environment in the parent that forwards every call to a worker.
-
-    Implements `notify_terminal` exactly when the worker's environment does, so the
-    agent loop records terminal actions the same way as in-process.
-    """
-
-    def __init__(self, worker: WorkerHandle, screenshots_dir: Path | None) -> None:
-        self.worker = worker
-        self.screenshots_dir = screenshots_dir
-        if worker.info.get("has_notify_terminal"):
-            self.notify_terminal = self._notify_terminal
-
-    def reset(self, task: Task) -> Observation:
-        wire: WireObservation = self.worker.call("reset", task)
-        return wire.load(self.screenshots_dir)
-
-    def step(self, action: Action) -> Observation:
-        wire: WireObservation = self.worker.call("step", action)
-        return wire.load(self.screenshots_dir)
-
-    def _notify_terminal(self, action: Action) -> None:
-        self.worker.call("notify_terminal", action)
-
-    def evaluate(self) -> float:
-        return float(self.worker.call("evaluate"))
-
-    def close(self) -> None:
-        self.worker.close()
-
 
 def _without_pixels(state: EpisodeState) -> EpisodeState:
     """The state as sent to a worker's expert: no PNG bytes (the worker has the current
@@ -453,85 +404,89 @@ def _without_pixels(state: EpisodeState) -> EpisodeState:
     return state.model_copy(update={"observation": empty, "history": history})
 
 
-class BatchingBroker:
-    """Gathers drivers' policy requests into batched `policy.act()` calls on one thread.
+class WorkerHost:
+    """An `EnvironmentHost` (agent.hosts) over one worker (process or Ray actor).
 
-    A batch goes out when every registered driver (one that still has episodes to run)
-    is waiting, or `batch_wait_s` after its first request or after the previous batch
-    came back, whichever is later (a driver busy resetting or a slow environment step
-    does not hold the others longer). Records the batch sizes.
+    Blocking calls on the worker's pipe (or `ray.get`) run on a thread of this host, so
+    the event loop goes on; screenshots the worker wrote to RUN/screenshots are read back
+    from `screenshots_dir`. `stats` keeps the worker's pid and memory for `workers_table`.
     """
 
-    def __init__(self, policy: Policy, batch_wait_s: float = DEFAULT_BATCH_WAIT_S) -> None:
-        self.policy = policy
-        self.batch_wait_s = batch_wait_s
-        self.batch_sizes: list[int] = []
-        self._pending: list[tuple[EpisodeState, Future[PolicyOutput]]] = []
-        self._registered = 0
-        self._first_at: float | None = None
-        self._free_at = 0.0  # when the last batch came back (drivers then need a moment)
-        self._closed = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._serve, name="cua-policy-batcher",
-                                        daemon=True)
-        self._thread.start()
+    def __init__(self, worker: WorkerHandle, screenshots_dir: Path | None) -> None:
+        self.worker = worker
+        self.index = worker.index
+        self.screenshots_dir = screenshots_dir
+        self.stats = WorkerStats(worker.index, worker.info.get("pid"))
+        self._thread = new_env_thread(f"cua-worker-{worker.index}")
 
-    def register(self) -> None:
-        with self._cond:
-            self._registered += 1
+    @classmethod
+    async def start(cls, make_worker: Callable[[], WorkerHandle],
+                    screenshots_dir: Path | None, index: int) -> WorkerHost:
+        """Start a worker (blocking, so on a thread) and wrap it."""
+        executor = new_env_thread(f"cua-worker-start-{index}")
+        try:
+            worker = await asyncio.get_running_loop().run_in_executor(executor, make_worker)
+        finally:
+            executor.shutdown(wait=False)
+        return cls(worker, screenshots_dir)
 
-    def unregister(self) -> None:
-        with self._cond:
-            self._registered -= 1
-            self._cond.notify_all()
+    @property
+    def name(self) -> str:
+        return f"worker {self.index} (pid {self.worker.info.get('pid')})"
 
-    def act(self, state: EpisodeState) -> PolicyOutput:
-        future: Future[PolicyOutput] = Future()
-        with self._cond:
-            if not self._pending:
-                self._first_at = time.monotonic()
-            self._pending.append((state, future))
-            self._cond.notify_all()
-        return future.result()
+    @property
+    def has_notify_terminal(self) -> bool:
+        return bool(self.worker.info.get("has_notify_terminal"))
 
-    def _serve(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._closed:
-                        return
-                    if self._pending:
-                        since = max(self._first_at or 0.0, self._free_at)
-                        waited = time.monotonic() - since
-                        if (len(self._pending) >= self._registered
-                                or waited >= self.batch_wait_s):
-                            break
-                        self._cond.wait(timeout=self.batch_wait_s - waited)
-                    else:
-                        self._cond.wait()
-                batch, self._pending = self._pending, []
-            self.batch_sizes.append(len(batch))
-            try:
-                outputs = self.policy.act([state for state, _ in batch])
-                if len(outputs) != len(batch):
-                    raise RuntimeError(f"policy returned {len(outputs)} outputs for "
-                                       f"{len(batch)} episode states")
-            except Exception as exc:  # noqa: BLE001 - every waiting episode gets it
-                with self._cond:
-                    self._free_at = time.monotonic()
-                for _, future in batch:
-                    future.set_exception(exc)
-                continue
-            with self._cond:
-                self._free_at = time.monotonic()
-            for (_, future), output in zip(batch, outputs, strict=True):
-                future.set_result(output)
+    @property
+    def has_expert(self) -> bool:
+        return bool(self.worker.info.get("has_expert"))
 
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(timeout=10)
+    @property
+    def expert_name(self) -> str | None:
+        return self.worker.info.get("expert_name")
+
+    @property
+    def alive(self) -> bool:
+        return self.worker.alive
+
+    async def _call(self, op: str, *args: Any, timeout_s: float | None = None) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, lambda: self.worker.call(op, *args, timeout_s=timeout_s))
+
+    async def reset(self, task: Task) -> Observation:
+        wire: WireObservation = await self._call("reset", task)
+        return wire.load(self.screenshots_dir)
+
+    async def step(self, action: Action) -> Observation:
+        wire: WireObservation = await self._call("step", action)
+        return wire.load(self.screenshots_dir)
+
+    async def notify_terminal(self, action: Action) -> None:
+        await self._call("notify_terminal", action)
+
+    async def evaluate(self) -> float:
+        return float(await self._call("evaluate"))
+
+    async def expert_act(self, state: EpisodeState) -> PolicyOutput:
+        return await self._call("expert_act", _without_pixels(state))
+
+    async def measure(self) -> None:
+        """Record the worker's memory (after an episode; failures are ignored)."""
+        if self.worker.alive:
+            with contextlib.suppress(WorkerError, OSError, ImportError):
+                self.stats.measured(*await self._call("memory", timeout_s=30))
+
+    async def restart(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.worker.restart)
+        self.stats.restarts += 1
+        self.stats.pid = self.worker.info.get("pid")
+
+    async def close(self) -> None:
+        # Not on the host's thread: after Ctrl-C a call may still hold it; close() kills
+        # a busy worker.
+        await asyncio.get_running_loop().run_in_executor(None, self.worker.close)
+        self._thread.shutdown(wait=False)
 
 
 @dataclass
@@ -587,27 +542,6 @@ def workers_table(report: ParallelReport) -> Table:
     return table
 
 
-class _RunState:
-    """Shared state of the drivers: the queue, the first fatal error, the stop flag."""
-
-    def __init__(self, specs: Sequence[EpisodeSpec]) -> None:
-        self.queue: deque[EpisodeSpec] = deque(specs)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.fatal: BaseException | None = None
-
-    def next_spec(self) -> EpisodeSpec | None:
-        with self.lock:
-            if self.stop.is_set() or not self.queue:
-                return None
-            return self.queue.popleft()
-
-    def fail(self, exc: BaseException) -> None:
-        with self.lock:
-            if self.fatal is None:
-                self.fatal = exc
-        self.stop.set()
-
 
 def run_parallel(
     workers: Sequence[WorkerHandle],
@@ -618,142 +552,58 @@ def run_parallel(
     screenshots_dir: Path | None,
     on_result: Callable[[EpisodeResult], None] | None = None,
     policy_calls: PolicyCalls | str | None = None,
-    batch_wait_s: float = DEFAULT_BATCH_WAIT_S,
+    batch_wait_s: float | None = None,
+    max_batch: int | None = None,
 ) -> ParallelReport:
-    """Run `episodes` on `workers`; `policy` None means each worker's scripted expert.
+    """Run `episodes` on started `workers` through the engine; `policy` None means each
+    worker's scripted expert. `batch_wait_s` is the batching service's `max_wait_s`.
 
     Blocks until every episode finished, or re-raises the first fatal error (a storage
-    error, an exception from `on_result` such as RunAborted, KeyboardInterrupt) after
-    stopping the drivers; unfinished episodes then have no result (resume reruns them).
+    error, an exception from `on_result` such as RunAborted, KeyboardInterrupt);
+    unfinished episodes then have no result (resume reruns them).
     """
     if not workers:
         raise ValueError("run_parallel needs at least one worker")
-    started = time.monotonic()
-    if policy is None:
-        if not all(w.info.get("has_expert") for w in workers):
-            raise ValueError("no policy given and the workers have no scripted expert")
-        policy_name = workers[0].info.get("expert_name") or "expert"
-    else:
-        policy_name = getattr(policy, "name", type(policy).__name__)
-    calls = PolicyCalls(policy_calls) if policy_calls else _default_calls(policy)
-    broker = (BatchingBroker(policy, batch_wait_s)
-              if policy is not None and calls is PolicyCalls.BATCHED else None)
-    serial_lock = threading.Lock()
-    state = _RunState(episodes)
-    report = ParallelReport(workers=[WorkerStats(w.index, w.info.get("pid")) for w in workers])
-    report_lock = threading.Lock()
+    if policy is None and not all(w.info.get("has_expert") for w in workers):
+        raise ValueError("no policy given and the workers have no scripted expert")
 
-    def decide(worker: WorkerHandle, episode_state: EpisodeState) -> PolicyOutput:
-        if policy is None:
-            return worker.call("expert_act", _without_pixels(episode_state))
-        if broker is not None:
-            return broker.act(episode_state)
-        if calls is PolicyCalls.SERIAL:
-            with serial_lock:
-                return policy.act([episode_state])[0]
-        return policy.act([episode_state])[0]
-
-    def _restart(worker: WorkerHandle, spec: EpisodeSpec) -> None:
-        last: WorkerError | None = None
-        for _ in range(MAX_RESTARTS_IN_A_ROW):
-            try:
-                worker.restart()
-                return
-            except WorkerError as exc:
-                logger.warning("worker %d: restart failed: %s", worker.index, exc)
-                last = exc
-        with state.lock:
-            state.queue.appendleft(spec)
-        raise WorkerError(f"worker {worker.index} failed to restart "
-                          f"{MAX_RESTARTS_IN_A_ROW} times in a row; stopping (last: {last})")
-
-    def drive(slot: int) -> None:
-        worker, stats = workers[slot], report.workers[slot]
-        env = WorkerEnvironment(worker, screenshots_dir)
-        while (spec := state.next_spec()) is not None:
-            if not worker.alive:
-                _restart(worker, spec)
-                env = WorkerEnvironment(worker, screenshots_dir)
-                stats.restarts += 1
-                stats.pid = worker.info.get("pid")
-            episode = EpisodeRun(task=spec.task, episode_id=spec.episode_id, sample=spec.sample,
-                               env=env, recorder=spec.recorder or NullRecorder(), options=options,
-                               policy_name=policy_name)
-            episode.begin()
-            while not episode.ended:
-                if state.stop.is_set():
-                    return  # abandoned: no result line, resume reruns it
-                episode.check_limits()
-                if episode.ended:
-                    break
-                step_started_at, act_started = time.time(), time.monotonic()
-                try:
-                    output = decide(worker, episode.state())
-                except WorkerError as exc:
-                    episode.end("error", format_error(exc))
-                    break
-                except Exception as exc:  # noqa: BLE001 - a policy fault ends the episode
-                    logger.warning("policy %s raised: %s", policy_name, format_error(exc),
-                                   exc_info=logger.isEnabledFor(logging.DEBUG))
-                    episode.end("error", format_error(exc))
-                    break
-                episode.apply(output, step_started_at=step_started_at,
-                              policy_s=time.monotonic() - act_started)
-                with report_lock:
-                    report.steps += 1
-            result = episode.finish()
-            with report_lock:
-                stats.episodes += 1
-                stats.errors += int(result.error is not None)
-            if worker.alive:
-                with contextlib.suppress(WorkerError, OSError, ImportError):
-                    stats.measured(*worker.call("memory", timeout_s=30))
-            if on_result is not None:
-                with state.lock:
-                    on_result(result)
-
-    def guarded(slot: int) -> None:
+    async def main() -> ParallelReport:
+        hosts = [WorkerHost(worker, screenshots_dir) for worker in workers]
+        service = (ExpertPolicy(workers[0].info.get("expert_name") or "expert")
+                   if policy is None else
+                   make_policy_service(policy, calls=policy_calls, max_batch=max_batch,
+                                       max_wait_s=batch_wait_s))
         try:
-            drive(slot)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            state.fail(exc)
+            return await run_on_worker_hosts(HostPool.of(list(hosts)), hosts, service,
+                                             episodes, options=options, on_result=on_result)
         finally:
-            if broker is not None:
-                broker.unregister()
+            await service.close()
 
-    threads = [threading.Thread(target=guarded, args=(slot,), name=f"cua-driver-{slot}",
-                                daemon=True) for slot in range(len(workers))]
-    # A driver counts for batching from the start until it runs out of episodes.
-    for _ in threads:
-        if broker is not None:
-            broker.register()
+    return run_blocking(main)
+
+
+async def run_on_worker_hosts(pool: HostPool, hosts: Sequence[WorkerHost],
+                              service: PolicyService, episodes: Sequence[EpisodeSpec], *,
+                              options: LoopOptions,
+                              on_result: Callable[[EpisodeResult], None] | None = None,
+                              ) -> ParallelReport:
+    """`run_engine` on worker hosts, with their per-worker stats as a ParallelReport."""
+    report = ParallelReport()
+
+    async def after_episode(host: EnvironmentHost, result: EpisodeResult) -> None:
+        assert isinstance(host, WorkerHost)
+        host.stats.episodes += 1
+        host.stats.errors += int(result.error is not None)
+        await host.measure()
+
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(timeout=0.5)
-    except BaseException as exc:  # KeyboardInterrupt: stop the drivers, keep what finished
-        state.fail(exc)
-        raise
+        outcome = await run_engine(pool, service, episodes, options=options,
+                                   on_result=on_result, after_episode=after_episode)
+        report.steps, report.wall_time_s = outcome.steps, outcome.wall_time_s
     finally:
-        state.stop.set()
-        if broker is not None:
-            report.batch_sizes = list(broker.batch_sizes)
-            broker.close()
-        report.wall_time_s = time.monotonic() - started
-    if state.fatal is not None:
-        raise state.fatal
+        report.workers = [h.stats for h in hosts]
+        report.batch_sizes = list(service.batch_sizes)
     return report
-
-
-def _default_calls(policy: Policy | None) -> PolicyCalls:
-    try:
-        from policies.openai_compat import OpenAICompatPolicy
-    except ImportError:  # pragma: no cover - optional pieces missing
-        return PolicyCalls.BATCHED
-    return PolicyCalls.CONCURRENT if isinstance(policy, OpenAICompatPolicy) else \
-        PolicyCalls.BATCHED
 
 
 def start_process_workers(count: int, factory: EnvironmentFactory, *,
@@ -773,116 +623,8 @@ def start_process_workers(count: int, factory: EnvironmentFactory, *,
 
 
 __all__ = [
-    "BatchingBroker", "EnvironmentFactory", "ParallelReport", "PolicyCalls", "ProcessWorker",
-    "RemoteError", "WireObservation", "WorkerCore", "WorkerDied", "WorkerEnvironment",
-    "WorkerError", "WorkerHandle", "WorkerHung", "WorkerStats", "process_memory",
-    "run_parallel", "start_process_workers", "workers_table",
+    "EnvironmentFactory", "ParallelReport", "PolicyCalls", "ProcessWorker", "RemoteError",
+    "WireObservation", "WorkerCore", "WorkerDied", "WorkerError", "WorkerHandle", "WorkerHost",
+    "WorkerHung", "WorkerStats", "process_memory", "run_on_worker_hosts", "run_parallel",
+    "start_process_workers", "workers_table",
 ]
-
-
-# --------------------------------------------------------------------------- runner hook
-
-
-class Backend(enum.StrEnum):
-    """Where environment workers run: local processes, or Ray actors (agent.ray_backend)."""
-
-    PROCESS = "process"
-    RAY = "ray"
-
-
-def run_todo_parallel(
-    writer: Any,
-    todo: Sequence[Any],
-    *,
-    make_environment: Callable[[], Environment],
-    make_expert: Callable[[Environment], Policy] | None,
-    policy: str | Policy,
-    policy_options: dict[str, Any],
-    options: LoopOptions,
-    workers: int,
-    backend: Backend | str = Backend.PROCESS,
-    backend_options: dict[str, Any] | None = None,
-    max_consecutive_errors: int | None = 10,
-    console: Any = None,
-    show_progress: bool = True,
-    title: str = "episodes",
-    summary: Any = None,
-) -> ParallelReport:
-    """The runner's multi-worker path (`agent.runner.execute_run` with workers >= 1).
-
-    `writer` is the run's RunWriter and `todo` its unfinished PlannedEpisodes. The
-    environment factory (and expert factory) must be picklable (a suite's bound methods
-    are). `backend_options`: process backend: call_timeout_s, start_timeout_s,
-    policy_calls ('batched'/'concurrent'/'serial'), batch_wait_s; Ray backend: those
-    plus address, actor_options (e.g. {"num_cpus": 1, "resources": {"android": 1}}),
-    init_options, shared_storage (see agent.ray_backend).
-    """
-    from rich.console import Console
-
-    from agent.runner import RunProgress
-    from policies.registry import EXPERT_POLICY_NAMES, make_policy
-
-    console = console or Console()
-    opts = dict(backend_options or {})
-    backend = Backend(backend)
-    expert = isinstance(policy, str) and policy in EXPERT_POLICY_NAMES
-    if expert and make_expert is None:
-        raise ValueError(f"policy {policy!r} is a scripted expert, and this environment has "
-                         "none; pick a model policy")
-    built: Policy | None = None
-    handles: list[Any] = []
-    ray_session: Any = None
-    try:
-        if isinstance(policy, str) and not expert:
-            built = make_policy(policy, **policy_options)  # a bad model fails before workers
-        elif not isinstance(policy, str):
-            built = policy
-        common = {k: opts.pop(k) for k in ("call_timeout_s", "start_timeout_s") if k in opts}
-        calls = opts.pop("policy_calls", None)
-        batch_wait_s = float(opts.pop("batch_wait_s", DEFAULT_BATCH_WAIT_S))
-        count = max(1, min(workers, len(todo)))
-        if backend is Backend.RAY:
-            from agent.ray_backend import RaySession
-
-            shared = bool(opts.pop("shared_storage", False))
-            factory = EnvironmentFactory(make_environment, make_expert if expert else None,
-                                         writer.path / "screenshots" if shared else None,
-                                         getattr(writer, "fsync_screenshots", False))
-            ray_session = RaySession(num_cpus=opts.pop("num_cpus", count), **opts)
-            handles = ray_session.start_workers(count, factory, **common)
-        else:
-            if opts:
-                raise ValueError(f"unknown process backend options: {sorted(opts)}")
-            factory = EnvironmentFactory(make_environment, make_expert if expert else None,
-                                         writer.path / "screenshots",
-                                         getattr(writer, "fsync_screenshots", False))
-            handles = start_process_workers(count, factory, **common)
-        console.print(f"[dim]{len(handles)} {backend.value} workers: pids "
-                      f"{', '.join(str(h.info.get('pid')) for h in handles)}[/dim]")
-
-        specs = [EpisodeSpec(task=p.task, episode_id=p.episode_id, sample=p.sample,
-                             recorder=writer.start_episode(p.episode_id)) for p in todo]
-        with RunProgress(console, f"{title} ×{len(handles)}", len(todo), show=show_progress,
-                         summary=summary,
-                         max_consecutive_errors=max_consecutive_errors) as progress:
-            report = run_parallel(handles, built, specs, options=options,
-                                  screenshots_dir=writer.path / "screenshots",
-                                  on_result=progress.on_result, policy_calls=calls,
-                                  batch_wait_s=batch_wait_s)
-        console.print(workers_table(report))
-        if summary is not None:
-            summary.worker_report = report  # per-worker stats and batch sizes, for benchmarks
-        for stats in report.workers:
-            logger.info("worker %d: %d episodes, %d restarts, RSS %s bytes (with children %s)",
-                        stats.index, stats.episodes, stats.restarts, stats.rss_bytes,
-                        stats.rss_with_children_bytes)
-        return report
-    finally:
-        for handle in handles:
-            with contextlib.suppress(Exception):
-                handle.close()
-        if ray_session is not None:
-            ray_session.close()
-        if built is not None and isinstance(policy, str):
-            with contextlib.suppress(Exception):
-                built.close()

@@ -19,9 +19,10 @@ Figures (all wall-clock, this machine, whatever else runs on it):
   screenshot back from disk. Median, milliseconds.
 - tiny Qwen3-VL: steps/s with the drivers' observations batched into one `act()` call
   versus the same workers asking the policy one state at a time (`policy_calls=serial`),
-  and their ratio. Batched twice: lockstep (the default: a batch waits up to 1 s for
-  every worker with work left) and without waiting (`batch_wait_s=0`: whatever is
-  pending when the policy is free, i.e. continuous batching). The tiny model (random weights) mostly writes unparsable text, so
+  and their ratio. Batched three ways (agent.engine_policy.BatchingPolicy): a batch
+  waits up to 1 s for every episode that could still ask (the old lockstep broker's
+  default), up to the default `batch_wait_s` (0.05 s), or not at all (`batch_wait_s=0`:
+  whatever is pending when the policy is free). The tiny model (random weights) mostly writes unparsable text, so
   few actions reach the browser: this isolates inference throughput. torch runs with
   `--torch-threads` intra-op threads (default 1, see its help).
 """
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             options = {"model": str(model), "device": "cpu",
                        "max_new_tokens": args.max_new_tokens}
             modes = {"serial": {"policy_calls": "serial"},
-                     "batched, lockstep": {"policy_calls": "batched"},
+                     "batched, wait 1 s": {"policy_calls": "batched", "batch_wait_s": 1.0},
+                     "batched (default wait)": {"policy_calls": "batched"},
                      "batched, no wait": {"policy_calls": "batched", "batch_wait_s": 0.0}}
             for index, (label, backend_options) in enumerate(modes.items()):
                 console.print(f"[dim]tiny Qwen3-VL: {label} ...[/dim]")

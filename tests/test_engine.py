@@ -1,0 +1,287 @@
+"""The asynchronous episode engine (agent.engine, agent.engine_policy): ordering, batching,
+faults, fatal errors, groups and resume after SIGKILL. Plumbing tests against our scripted
+environments and policies (conftest_loop); the real-environment runs are in test_cli_e2e,
+test_workers and test_faults."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest_loop import (
+    CLICK,
+    TERMINATE,
+    ScriptedEnv,
+    ScriptedPolicy,
+    ScriptedSuite,
+    count_lines,
+    out,
+    task,
+    wait_for,
+)
+from rich.console import Console
+
+from actions.contracts import PolicyOutput
+from agent.engine import EpisodeSpec, LoopOptions, run_engine
+from agent.engine_policy import BatchingPolicy, ConcurrentPolicy, ExpertPolicy
+from agent.hosts import HostDied, HostPool, ThreadHost
+from agent.runner import RunAborted, run_suite
+from trajectories.store import RunDir
+
+GATE_TIMEOUT_S = 30.0
+
+
+class _GatedEnv(ScriptedEnv):
+    """Steps of task 'slow' wait (with a deadline) until `gate` is set."""
+
+    def __init__(self, gate: threading.Event) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def step(self, action):
+        if self.resets and self.resets[-1].task_id == "slow":
+            if not self.gate.wait(GATE_TIMEOUT_S):
+                raise TimeoutError("gate never opened: episodes were not independent")
+        return super().step(action)
+
+
+def _run(hosts, service, specs, **kw):
+    async def main():
+        try:
+            return await run_engine(HostPool.of(hosts), service, specs,
+                                    options=kw.pop("options", LoopOptions()), **kw)
+        finally:
+            await service.close()
+            await asyncio.gather(*(h.close() for h in hosts))
+    return asyncio.run(main())
+
+
+def _hosts(envs):
+    async def start():
+        return [await ThreadHost.start(i, lambda env=env: env) for i, env in enumerate(envs)]
+    return asyncio.run(start())
+
+
+def test_a_slow_environment_holds_only_its_own_episode():
+    gate = threading.Event()
+    envs = [_GatedEnv(gate), _GatedEnv(gate)]
+    specs = [EpisodeSpec(task("slow", max_steps=1), "slow")] + [
+        EpisodeSpec(task(f"t{i}", max_steps=2), f"t{i}") for i in range(3)]
+    finished: list[str] = []
+
+    def on_result(result):
+        finished.append(result.episode_id)
+        if len(finished) == 3:  # the other three ran while 'slow' was stuck in its step
+            gate.set()
+
+    report = asyncio.run(_run_async_in_thread(envs, specs, on_result))
+    assert finished == ["t0", "t1", "t2", "slow"]
+    assert [r.episode_id for r in report.results] == ["slow", "t0", "t1", "t2"]
+    assert all(r.error is None for r in report.results)
+    assert report.steps == 1 + 3 * 2
+
+
+async def _run_async_in_thread(envs, specs, on_result):
+    hosts = [await ThreadHost.start(i, lambda env=env: env) for i, env in enumerate(envs)]
+    service = BatchingPolicy(ScriptedPolicy([out(CLICK)]), max_wait_s=0.0)
+    try:
+        return await run_engine(HostPool.of(hosts), service, specs, options=LoopOptions(),
+                                on_result=on_result)
+    finally:
+        await service.close()
+        await asyncio.gather(*(h.close() for h in hosts))
+
+
+def test_episodes_start_in_plan_order_and_batches_respect_max_batch():
+    envs = [ScriptedEnv() for _ in range(4)]
+    policy = ScriptedPolicy([out(CLICK), out(TERMINATE)])
+    started: list[str] = []
+    specs = [EpisodeSpec(task(f"t{i}"), f"t{i}") for i in range(8)]
+    report = _run(_hosts(envs), BatchingPolicy(policy, max_batch=3, max_wait_s=5.0), specs,
+                  on_start=lambda spec, host: started.append(spec.episode_id))
+    assert started == [f"t{i}" for i in range(8)]
+    assert [r.terminated_by for r in report.results] == ["terminate"] * 8
+    sizes = [len(b) for b in policy.batches]
+    assert max(sizes) == 3 and sum(sizes) == 16
+    # Everything waiting was batched: never a batch of 1 while others could join.
+    assert sizes[0] == 3
+
+
+def test_policy_failure_ends_only_the_episodes_of_that_batch():
+    policy = ScriptedPolicy([out(CLICK), out(TERMINATE)], raise_on_call=(2, ValueError("bad")))
+    specs = [EpisodeSpec(task(n), n) for n in ("a", "b", "c")]
+    report = _run(_hosts([ScriptedEnv(), ScriptedEnv()]),
+                  BatchingPolicy(policy, max_wait_s=5.0), specs)
+    assert [r.terminated_by for r in report.results] == ["error", "error", "terminate"]
+    assert report.results[0].error == "ValueError: bad"
+
+
+class _DyingHost(ThreadHost):
+    """A host whose 'worker' dies during the step of task 'die' (alive turns False)."""
+
+    restarts = 0
+    _alive = True
+
+    @property
+    def alive(self):
+        return self._alive
+
+    async def step(self, action):
+        if self.env.resets[-1].task_id == "die":
+            self._alive = False
+            raise HostDied("worker 0 (pid 1) died during step (signal 9)")
+        return await super().step(action)
+
+    async def restart(self):
+        self.restarts += 1
+        self._alive = True
+
+
+def test_a_dead_host_ends_its_episode_and_is_restarted_for_the_next():
+    env = ScriptedEnv()
+
+    async def main():
+        thread = await ThreadHost.start(0, lambda: env)
+        host = _DyingHost(0, env=env, executor=thread.executor)
+        service = BatchingPolicy(ScriptedPolicy([out(TERMINATE)]))
+        try:
+            report = await run_engine(HostPool.of([host]), service,
+                                      [EpisodeSpec(task("die"), "die"),
+                                       EpisodeSpec(task("ok"), "ok")], options=LoopOptions())
+        finally:
+            await service.close()
+            await host.close()
+        return report, host
+
+    report, host = asyncio.run(main())
+    assert report.results[0].error.startswith("HostDied: worker 0")
+    assert report.results[1].error is None and report.results[1].success
+    assert host.restarts == 1
+
+
+def test_a_fatal_error_stops_the_run_and_leaves_the_rest_without_results(tmp_path):
+    suite = ScriptedSuite(tasks=("crash",))
+    with pytest.raises(RunAborted):
+        run_suite(suite, ScriptedPolicy([out(CLICK)]), ["crash"], 6, 0, tmp_path / "run",
+                  num_envs=2, max_consecutive_errors=2, console=Console(file=io.StringIO()))
+    lines = count_lines(tmp_path / "run" / "results.jsonl")
+    assert 2 <= lines < 6
+
+
+def test_samples_form_groups_with_one_result_each_and_concurrent_calls(tmp_path):
+    suite = ScriptedSuite(tasks=("a", "long-3"))
+    summary = run_suite(suite, ScriptedPolicy([out(CLICK)]), ["a", "long-3"], 2, 0,
+                        tmp_path / "run", samples_per_seed=3, num_envs=3,
+                        backend_options={"policy_calls": "concurrent"},
+                        console=Console(file=io.StringIO()))
+    assert summary.complete and summary.ran == 12
+    groups: dict[tuple[str, int], list[int]] = {}
+    for r in summary.results:
+        groups.setdefault((r.task_id, r.seed), []).append(r.sample)
+    assert {k: sorted(v) for k, v in groups.items()} == {
+        (t, s): [0, 1, 2] for t in ("a", "long-3") for s in (0, 1)}
+    assert all(r.success for r in summary.results)
+    assert len({r.episode_id for r in summary.results}) == 12
+
+
+def test_experts_answer_through_their_own_host():
+    async def main():
+        hosts = [await ThreadHost.start(i, ScriptedEnv, _EnvReadingExpert) for i in range(2)]
+        service = ExpertPolicy("oracle")
+        specs = [EpisodeSpec(task(f"t{i}"), f"t{i}") for i in range(4)]
+        try:
+            return await run_engine(HostPool.of(hosts), service, specs, options=LoopOptions())
+        finally:
+            await asyncio.gather(*(h.close() for h in hosts))
+
+    report = asyncio.run(main())
+    assert all(r.terminated_by == "terminate" for r in report.results)
+
+
+class _EnvReadingExpert:
+    name = "oracle"
+
+    def __init__(self, env):
+        self.env = env
+        self.thread = None
+
+    def act(self, states):
+        # It reads the environment it was built with, on the environment's thread.
+        assert self.env.resets, "the expert reads its own environment, which was reset"
+        if self.thread is None:
+            self.thread = threading.get_ident()
+        assert self.thread == threading.get_ident()
+        return [out(TERMINATE)]
+
+    def close(self):
+        return None
+
+
+def test_concurrent_policy_sends_requests_at_once():
+    entered = threading.Barrier(3, timeout=GATE_TIMEOUT_S)
+
+    class _Server:
+        name = "server"
+
+        def act(self, states):
+            entered.wait()  # all three requests are in flight together, or this times out
+            return [PolicyOutput(raw_text="", actions=[TERMINATE])]
+
+        def close(self):
+            return None
+
+    specs = [EpisodeSpec(task(f"t{i}"), f"t{i}") for i in range(3)]
+    report = _run(_hosts([ScriptedEnv() for _ in range(3)]),
+                  ConcurrentPolicy(_Server(), max_concurrency=3), specs)
+    assert [r.terminated_by for r in report.results] == ["terminate"] * 3
+
+
+RESUME_SCRIPT = """
+import io, sys
+from conftest_workers import WorkerSuite
+from conftest_loop import ScriptedPolicy, out, CLICK
+from rich.console import Console
+from agent.runner import run_suite
+suite = WorkerSuite()
+run_suite(suite, ScriptedPolicy([out(CLICK)]), ["a", "gate", "long-3"], 3, 0, sys.argv[1],
+          num_envs=3, env_options={"gate_dir": sys.argv[2]},
+          console=Console(file=io.StringIO()))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_has_exactly_one_result_per_episode(tmp_path):
+    run, gate = tmp_path / "run", tmp_path / "gate"
+    gate.mkdir()
+    tests_dir = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tests_dir), str(tests_dir.parent), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", RESUME_SCRIPT, str(run), str(gate)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        # The gate episodes block their environments; the others finish meanwhile.
+        wait_for(lambda: (count_lines(run / "results.jsonl") >= 3
+                          and any(gate.glob("pid-*"))) or proc.poll() is not None,
+                 120, "3 results and a gated episode")
+        assert proc.poll() is None, proc.communicate()[0]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = count_lines(run / "results.jsonl")
+    assert 3 <= before < 9
+    (gate / "release").write_text("go")
+    resumed = subprocess.run(command, env=env, capture_output=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    results = RunDir(run).results()
+    keys = [r.key for r in results]
+    assert len(keys) == len(set(keys)) == 9
+    assert all(r.error is None for r in results)
