@@ -103,6 +103,13 @@ class PolicyOutput(BaseModel):
     latency_s: float | None = None
     model: str | None = None
     error: str | None = Field(None, description="Backend failure (server down, ...), if any.")
+    finish_reason: str | None = Field(
+        None, description="Why generation stopped: 'stop' (end of turn) or 'length' (cut by "
+        "the max_new_tokens budget); None when the backend did not say.")
+    prompt_profile: str | None = Field(
+        None, description="The prompt profile (policies.profiles) the prompt was built with.")
+    prompt_profile_hash: str | None = Field(
+        None, description="Hash of that profile's templates (changes when any template does).")
 
 
 class StepHistory(BaseModel):

@@ -26,7 +26,8 @@ from actions.dialects import CoordinateConverter, Dialect
 from actions.observation import Size
 
 __all__ = [
-    "COMPUTER_USE", "MOBILE_USE", "QWEN_ACTIONS", "QwenActionSpec", "QwenParamSpec",
+    "COMPUTER_USE", "COMPUTER_USE_COOKBOOK", "MOBILE_USE", "MOBILE_USE_AGENT", "TOOL_VARIANTS",
+    "build_tool", "QWEN_ACTIONS", "QwenActionSpec", "QwenParamSpec",
     "ToolSpec", "TOOLS", "computer_use_tool", "mobile_use_tool", "tool_for_platform",
     "tool_name_for_platform",
 ]
@@ -155,6 +156,10 @@ class ToolSpec:
     action_intro: str
     action_order: tuple[str, ...]  # spec names, in enum order
     params: tuple[QwenParamSpec, ...]
+    # Per-variant wording of an action's line ({spec name: text}) where a published
+    # variant describes it differently from the table (the mobile-agent cookbook's answer).
+    action_descriptions: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}))
 
 
 _COORD_DESC = ("(x, y): The x (pixels from the left edge) and y (pixels from the top edge) "
@@ -229,6 +234,32 @@ TOOLS: dict[str, ToolSpec] = {
     ),
 }
 
+
+# Published variants of the two tools (used by prompt profiles, policies.profiles).
+# `computer_use` exactly as Qwen3-VL's cookbooks/utils/agent_function_call.py ComputerUse
+# (no `coordinate2`); `mobile_use` as cookbooks/mobile_agent.ipynb's system prompt (its
+# own enum: no key/open, an `answer` described as "Output the answer.").
+COMPUTER_USE_COOKBOOK = "computer_use/cookbook"
+MOBILE_USE_AGENT = "mobile_use/mobile_agent"
+TOOL_VARIANTS: dict[str, ToolSpec] = {
+    COMPUTER_USE: TOOLS[COMPUTER_USE],
+    MOBILE_USE: TOOLS[MOBILE_USE],
+    COMPUTER_USE_COOKBOOK: ToolSpec(
+        name=COMPUTER_USE, description=TOOLS[COMPUTER_USE].description,
+        action_intro=TOOLS[COMPUTER_USE].action_intro,
+        action_order=TOOLS[COMPUTER_USE].action_order,
+        params=tuple(p for p in TOOLS[COMPUTER_USE].params if p.name != "coordinate2"),
+    ),
+    MOBILE_USE_AGENT: ToolSpec(
+        name=MOBILE_USE, description=TOOLS[MOBILE_USE].description,
+        action_intro=TOOLS[MOBILE_USE].action_intro,
+        action_order=("click", "long_press", "swipe", "mobile_type", "answer", "system_button",
+                      "wait", "terminate"),
+        params=TOOLS[MOBILE_USE].params,
+        action_descriptions=MappingProxyType({"answer": "Output the answer."}),
+    ),
+}
+
 _SPECS_BY_NAME: dict[str, QwenActionSpec] = {spec.name: spec for spec in QWEN_ACTIONS}
 
 
@@ -251,13 +282,19 @@ def _resolution_line(converter: CoordinateConverter) -> str:
     return f"* The screen's resolution is {converter.resolution_text}."
 
 
-def _build_tool(tool: ToolSpec, dialect: Dialect | str, screen_size: Size,
-                image_size: Size | None, include_extensions: bool) -> dict[str, Any]:
+def build_tool(tool: ToolSpec, dialect: Dialect | str, screen_size: Size,
+               image_size: Size | None = None, include_extensions: bool = False,
+               resolution_text: str | None = None) -> dict[str, Any]:
+    """One function definition (OpenAI tools format) from a ToolSpec. `resolution_text`
+    overrides the "WxH" the description states (the mobile-agent cookbook says 999x999
+    for its 0..999 grid where OSWorld's agent says 1000x1000 for the same grid)."""
     converter = CoordinateConverter(dialect, screen_size, image_size)
     specs = [_SPECS_BY_NAME[name] for name in tool.action_order]
     if include_extensions:
         specs += [s for s in QWEN_ACTIONS if not s.tools]
-    action_lines = [tool.action_intro] + [f"* `{wire_name(s)}`: {s.description}" for s in specs]
+    action_lines = [tool.action_intro] + [
+        f"* `{wire_name(s)}`: {tool.action_descriptions.get(s.name, s.description)}"
+        for s in specs]
     properties: dict[str, Any] = {
         "action": {
             "description": "\n".join(action_lines),
@@ -274,18 +311,23 @@ def _build_tool(tool: ToolSpec, dialect: Dialect | str, screen_size: Size,
         if param.name == "button":  # the cookbook's sentence has no final period
             sentence = sentence.rstrip(".")
         entry: dict[str, Any] = {
-            "description": param.description.replace("{required}", sentence).strip(),
-            "type": param.json_type,
-        }
-        if param.enum:
+            "description": param.description.replace("{required}", sentence).strip()}
+        # Key order as the cookbooks write it: `button` lists its enum before its type,
+        # `status` after (json.dumps keeps insertion order, and the model reads the text).
+        if param.enum and param.name == "button":
+            entry["enum"] = list(param.enum)
+        entry["type"] = param.json_type
+        if param.enum and param.name != "button":
             entry["enum"] = list(param.enum)
         properties[param.name] = entry
     return {
         "type": "function",
         "function": {
             "name": tool.name,
-            "description": tool.description.replace("{resolution_line}",
-                                                    _resolution_line(converter)),
+            "description": tool.description.replace(
+                "{resolution_line}",
+                f"* The screen's resolution is {resolution_text}." if resolution_text
+                else _resolution_line(converter)),
             "parameters": {"properties": properties, "required": ["action"], "type": "object"},
         },
     }
@@ -299,13 +341,13 @@ def computer_use_tool(dialect: Dialect | str, screen_size: Size, image_size: Siz
     1000x1000 grid for qwen3, the resized image size for qwen25. `include_extensions`
     also advertises qwen-cua's extra actions (navigate).
     """
-    return _build_tool(TOOLS[COMPUTER_USE], dialect, screen_size, image_size, include_extensions)
+    return build_tool(TOOLS[COMPUTER_USE], dialect, screen_size, image_size, include_extensions)
 
 
 def mobile_use_tool(dialect: Dialect | str, screen_size: Size, image_size: Size | None = None,
                     include_extensions: bool = False) -> dict[str, Any]:
     """The `mobile_use` function definition (OpenAI tools format) for a dialect."""
-    return _build_tool(TOOLS[MOBILE_USE], dialect, screen_size, image_size, include_extensions)
+    return build_tool(TOOLS[MOBILE_USE], dialect, screen_size, image_size, include_extensions)
 
 
 def tool_name_for_platform(platform: str) -> str:

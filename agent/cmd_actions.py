@@ -100,8 +100,15 @@ def schema_command(
     dialect: str = typer.Option("qwen3", "--dialect", help=_DIALECT_HELP),
     image: str | None = typer.Option(None, "--image", help="Size WxH of the image the model "
                                      "sees (needed for qwen25)."),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Print this prompt profile's whole system text instead "
+        "(its tool variant, grid and response format; see docs/profiles.md)."),
 ) -> None:
-    """Print the Qwen function definition (computer_use / mobile_use) as JSON."""
+    """Print the Qwen function definition (computer_use / mobile_use) as JSON, or with
+    --profile NAME the system text that profile sends."""
+    if profile is not None:
+        _print_profile_system(profile, platform, _size(screen, "--screen"))
+        return
     chosen = _dialect(dialect)
     image_size = _size(image, "--image")
     if chosen is Dialect.QWEN25 and image_size is None:
@@ -111,6 +118,22 @@ def schema_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     _dump(tool)
+
+
+def _print_profile_system(name: str, platform: str, screen: Size | None) -> None:
+    from policies.profiles import UnknownProfile, get_profile
+    from policies.prompting import DEFAULT_SYSTEM_PROMPT, system_text
+
+    try:
+        chosen = get_profile(name)
+        tool = chosen.tool(platform, chosen.dialect, screen, screen, False)
+    except UnknownProfile as exc:
+        raise typer.BadParameter(str(exc), param_hint="--profile") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    text = (system_text(tool, DEFAULT_SYSTEM_PROMPT) if chosen.name == "qwen-cua"
+            else chosen.system_text(tool))
+    sys.stdout.write(text + "\n")
 
 
 def _dump(obj: object) -> None:

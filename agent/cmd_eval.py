@@ -55,12 +55,34 @@ def parse_key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
 
 
 def policy_options_from(model: str | None, base_url: str | None, dialect: str | None,
-                        extra: list[str] | None) -> dict[str, Any]:
-    """The keyword options passed to policies.registry.make_policy (only those given)."""
-    options = {k: v for k, v in {"model": model, "base_url": base_url, "dialect": dialect}.items()
-               if v is not None}
+                        extra: list[str] | None, prompt_profile: str | None = None,
+                        default_profile: str | None = None) -> dict[str, Any]:
+    """The keyword options passed to policies.registry.make_policy (only those given).
+
+    prompt_profile: --prompt-profile; default_profile: the suite's profile, used when
+    neither --prompt-profile nor --policy-option prompt_profile= names one. Raises
+    typer.BadParameter for an unknown profile name."""
+    from policies.profiles import UnknownProfile, get_profile
+
+    options = {k: v for k, v in {"model": model, "base_url": base_url, "dialect": dialect,
+                                 "prompt_profile": prompt_profile}.items() if v is not None}
     options.update(parse_key_values(extra, "--policy-option"))
+    if default_profile is not None:
+        options.setdefault("prompt_profile", default_profile)
+    if "prompt_profile" in options:
+        try:
+            options["prompt_profile"] = get_profile(str(options["prompt_profile"])).name
+        except UnknownProfile as exc:
+            raise typer.BadParameter(str(exc), param_hint="--prompt-profile") from None
     return options
+
+
+def prompt_profile_help() -> str:
+    from policies.profiles import PROFILES
+
+    return ("Prompt profile (what the model is shown): " + ", ".join(PROFILES)
+            + ". Default: the suite's (osworld: osworld-qwen3vl; android, androidworld: "
+            "qwen3-mobile; web, desktop, miniwob: qwen3-computer-use). See docs/profiles.md.")
 
 
 def fail(console: Console, message: str, code: int = 2) -> typer.Exit:
@@ -104,6 +126,8 @@ def eval_command(
         "(default: the policy's).")] = None,
     policy_option: Annotated[list[str] | None, typer.Option(
         "--policy-option", help="Extra policy option KEY=VALUE (repeatable).")] = None,
+    prompt_profile: Annotated[str | None, typer.Option(
+        "--prompt-profile", help=prompt_profile_help())] = None,
     env_option: Annotated[list[str] | None, typer.Option(
         "--env-option", help="Environment option KEY=VALUE (repeatable).")] = None,
     suite_option: Annotated[list[str] | None, typer.Option(
@@ -219,10 +243,19 @@ def eval_command(
     if workers and num_envs > 1:
         raise fail(console, "use either --workers (environments in worker processes) or "
                    "--num-envs (environments in this process), not both")
+    from policies.profiles import default_profile_for_suite
+    from policies.registry import EXPERT_POLICY_NAMES
+
+    try:
+        policy_options = policy_options_from(
+            model, base_url, dialect, policy_option, prompt_profile,
+            None if policy in EXPERT_POLICY_NAMES else default_profile_for_suite(suite))
+    except typer.BadParameter as exc:
+        raise fail(console, exc.message) from None
     try:
         summary = run_suite(
             suite_obj, policy, tasks, episodes, seed, out_dir,
-            policy_options=policy_options_from(model, base_url, dialect, policy_option),
+            policy_options=policy_options,
             suite_options=suite_opts, env_options=parse_key_values(env_option, "--env-option"),
             max_steps=max_steps, time_limit_s=time_limit, samples_per_seed=samples,
             num_envs=num_envs, max_parse_failures=max_parse_failures,

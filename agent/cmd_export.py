@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.cli import app
-from trajectories.store import TrajectoryStoreError
+from policies.profiles import UnknownProfile
+from trajectories.store import RunDir, TrajectoryStoreError
 
 export_app = typer.Typer(help="Export a run directory as SFT or RL training data.",
                          no_args_is_help=True)
@@ -51,11 +52,15 @@ def export_sft_command(
     no_thought: Annotated[bool, typer.Option(
         "--no-thought", help="Answers rendered for expert steps carry only the tool call.")
     ] = False,
-    dialect: Annotated[str, typer.Option(
-        "--dialect", help="Coordinate dialect of rebuilt prompts/answers.")] = "qwen3",
-    history_images: Annotated[int, typer.Option(
+    prompt_profile: Annotated[str | None, typer.Option(
+        "--prompt-profile", help="Prompt profile of rebuilt prompts (default: the one the "
+        "run's policy used, else qwen-cua); see docs/profiles.md.")] = None,
+    dialect: Annotated[str | None, typer.Option(
+        "--dialect", help="Coordinate dialect of rebuilt prompts/answers (default: the "
+        "profile's; qwen3 for qwen-cua).")] = None,
+    history_images: Annotated[int | None, typer.Option(
         "--history-images", min=0, help="Previous screenshots replayed in rebuilt prompts "
-        "(the policy's --policy-option history_images).")] = 2,
+        "(default: the profile's; 2 for qwen-cua).")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Checkpoint whose image budget rebuilt prompts use.")] = None,
     min_pixels: Annotated[int | None, typer.Option("--min-pixels", min=1)] = None,
@@ -76,13 +81,24 @@ def export_sft_command(
             format=format, per_episode=per_episode, successful_only=successful_only,  # type: ignore[arg-type]
             min_reward=min_reward, max_episodes_per_task=max_per_task, dedupe=not no_dedupe,
             include_invalid_steps=include_invalid, include_thought=not no_thought,
-            prompt=prompt_config_from(dialect, history_images, model, min_pixels, max_pixels))
+            prompt=prompt_config_from(dialect, history_images, model, min_pixels, max_pixels,
+                                      profile=prompt_profile or _recorded_profile(run_dir)))
         report = export_sft(run_dir, out, options)
-    except (ExportError, TrajectoryStoreError, ValueError) as exc:
+    except (ExportError, TrajectoryStoreError, ValueError, UnknownProfile) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(_report_table(report))
     console.print(f"wrote {out / report.data_file}")
+
+
+def _recorded_profile(run_dir: Path) -> str | None:
+    """The prompt profile the run's policy was given (its manifest), if any."""
+    try:
+        config = RunDir(run_dir).manifest().config
+    except (TrajectoryStoreError, OSError, ValueError):
+        return None  # export_sft reports an unreadable run with its own message
+    options = config.get("policy_options") or {}
+    return options.get("prompt_profile") if isinstance(options, dict) else None
 
 
 @export_app.command("rl")

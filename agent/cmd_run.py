@@ -53,7 +53,9 @@ def default_policy_options(env: str, options: dict[str, Any]) -> dict[str, Any]:
     """Policy options with the platform's defaults filled in; the one place where a
     platform's default prompt profile is chosen (the suites' suite -> profile mapping
     belongs here once policies have profiles). Options given by the user win."""
-    return dict(options)
+    from policies.profiles import default_profile_for_suite
+
+    return {"prompt_profile": default_profile_for_suite(env), **options}
 
 
 def _parse_size(text: str) -> Size:
@@ -161,6 +163,9 @@ def run_command(
         "--dialect", help="Coordinate dialect (default: the policy's).")] = None,
     policy_option: Annotated[list[str] | None, typer.Option(
         "--policy-option", help="Extra policy option KEY=VALUE (repeatable).")] = None,
+    prompt_profile: Annotated[str | None, typer.Option(
+        "--prompt-profile", help="Prompt profile (default: qwen3-computer-use, the web "
+        "suite's); see docs/profiles.md.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run directory (default: runs/run-<time>).")] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1,
@@ -281,8 +286,11 @@ def run_command(
     task_id = "task-" + hashlib.sha1(f"{env}\n{target}\n{task}".encode()).hexdigest()[:10]
     the_task = Task(suite=env, task_id=task_id, seed=0, instruction=task,
                     max_steps=max_steps, time_limit_s=time_limit, config=task_config)
-    options = default_policy_options(env, policy_options_from(model, base_url, dialect,
-                                                              policy_option))
+    try:
+        options = default_policy_options(env, policy_options_from(
+            model, base_url, dialect, policy_option, prompt_profile))
+    except typer.BadParameter as exc:
+        raise fail(console, exc.message) from None
     config = {"kind": "single", "env": env, "env_options": env_config, "policy": policy,
               "policy_options": redact_options(options), "max_steps": max_steps,
               "time_limit_s": time_limit}

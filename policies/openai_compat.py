@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 import logging
 import os
@@ -32,18 +33,23 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from actions.contracts import EpisodeState, PolicyOutput
 from actions.dialects import QWEN25_FACTOR, QWEN25_MAX_PIXELS, QWEN25_MIN_PIXELS, Dialect
+from actions.observation import Size
+from policies.profiles import DEFAULT_PROFILE, get_profile
 from policies.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     BuiltPrompt,
     ImageBudget,
-    PromptConfig,
     SamplingParams,
     build_prompt,
+    generation_budget,
+    is_thinking_checkpoint,
     parse_output,
+    prompt_config_for,
 )
 from policies.qwen3vl import fold_sampling_options
 from policies.registry import PolicyUnavailable
@@ -98,8 +104,10 @@ class OpenAICompatOptions(BaseModel):
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(1.0, ge=0)
     concurrency: int = Field(8, ge=1)
-    max_new_tokens: int = Field(512, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
+    prompt_profile: str | None = None
+    resize_images: bool | None = None
     dialect: Dialect = Dialect.QWEN3
     history_images: int = Field(2, ge=0)
     max_text_steps: int | None = None
@@ -117,9 +125,27 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def to_openai_messages(prompt: BuiltPrompt) -> list[dict[str, Any]]:
-    """The prompt's messages in chat-completions form (images as base64 PNG data URLs)."""
-    pngs = iter(prompt.image_pngs)
+def _resized_pngs(prompt: BuiltPrompt, budget: ImageBudget) -> list[bytes]:
+    """Each prompt image resized to the size the model sees under `budget`, as PNG (the
+    original bytes when it already has that size)."""
+    out: list[bytes] = []
+    for png, image in zip(prompt.image_pngs, prompt.pil_images(), strict=True):
+        target = budget.image_size(Size(width=image.width, height=image.height))
+        if (target.width, target.height) == image.size:
+            out.append(png)
+            continue
+        buffer = io.BytesIO()
+        image.resize((target.width, target.height), Image.Resampling.BICUBIC).save(
+            buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def to_openai_messages(prompt: BuiltPrompt,
+                       resize_to: ImageBudget | None = None) -> list[dict[str, Any]]:
+    """The prompt's messages in chat-completions form (images as base64 PNG data URLs);
+    with `resize_to`, each image is first resized to the size the model sees."""
+    pngs = iter(_resized_pngs(prompt, resize_to) if resize_to else prompt.image_pngs)
     out: list[dict[str, Any]] = []
     for message in prompt.messages:
         content = message["content"]
@@ -141,18 +167,29 @@ class OpenAICompatPolicy:
         self.base_url = options.base_url.rstrip("/")
         self.name = options.name or f"openai:{options.model}"
         self._api_key = os.environ.get(options.api_key_env) or None
+        profile = get_profile(options.prompt_profile or DEFAULT_PROFILE)
+        is_qwen25 = options.dialect is Dialect.QWEN25
         budget = ImageBudget()
-        if options.dialect is Dialect.QWEN25:
+        if is_qwen25:
             budget = ImageBudget(factor=QWEN25_FACTOR, min_pixels=QWEN25_MIN_PIXELS,
                                  max_pixels=QWEN25_MAX_PIXELS)
+        elif profile.image_max_pixels:
+            budget = ImageBudget(factor=profile.image_factor,
+                                 min_pixels=min(budget.min_pixels, profile.image_max_pixels),
+                                 max_pixels=profile.image_max_pixels)
         budget = ImageBudget(factor=budget.factor,
                              min_pixels=options.min_pixels or budget.min_pixels,
                              max_pixels=options.max_pixels or budget.max_pixels)
-        self.prompt_config = PromptConfig(
-            dialect=options.dialect, system_prompt=options.system_prompt,
-            history_images=options.history_images, max_text_steps=options.max_text_steps,
-            include_extensions=options.include_extensions, image_budget=budget,
-        )
+        self.prompt_config = prompt_config_for(
+            options, budget, dialect=Dialect.QWEN25 if is_qwen25 else None)
+        self.thinking = is_thinking_checkpoint(options.model)
+        self.max_new_tokens = generation_budget(options.max_new_tokens, profile.name,
+                                                self.thinking)
+        # Send screenshots already at the size the model will see, so the server's own
+        # resize is a no-op: qwen25 coordinates are pixels of that size, and a server with
+        # another pixel budget would otherwise see (and answer about) a different image.
+        self.resize_images = (options.resize_images if options.resize_images is not None
+                              else is_qwen25 or profile.image_max_pixels is not None)
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency,
                                         thread_name_prefix="cua-openai")
         if options.check_model:
@@ -248,8 +285,9 @@ class OpenAICompatPolicy:
         sampling = self.options.sampling
         body: dict[str, Any] = {
             "model": self.options.model,
-            "messages": to_openai_messages(prompt),
-            "max_tokens": self.options.max_new_tokens,
+            "messages": to_openai_messages(
+                prompt, self.prompt_config.image_budget if self.resize_images else None),
+            "max_tokens": self.max_new_tokens,
             "temperature": 0.0 if not sampling.do_sample else sampling.temperature,
             "top_p": 1.0 if not sampling.do_sample else sampling.top_p,
             "presence_penalty": sampling.presence_penalty,
@@ -321,6 +359,7 @@ class OpenAICompatPolicy:
             response_logprobs=logprobs, prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"), latency_s=latency_s,
             model=answer.get("model", self.options.model),
+            finish_reason=choice.get("finish_reason"),
         )
 
     def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:

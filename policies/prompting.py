@@ -35,25 +35,17 @@ from actions.contracts import EpisodeState, ImageRef, PolicyOutput, StepHistory
 from actions.dialects import CoordinateConverter, Dialect, model_image_size
 from actions.observation import Observation, Size, png_sha256
 from actions.parsing import parse_tool_calls
-from actions.schemas import tool_for_platform
+from policies.profiles import (
+    DEFAULT_PROFILE,
+    TOOLS_FOOTER,
+    TOOLS_HEADER,
+    PromptProfile,
+    get_profile,
+    strip_think,
+)
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
-TOOLS_HEADER = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
-)
-TOOLS_FOOTER = (
-    "\n</tools>\n\nFor each function call, return a json object with function name and "
-    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
-)
-TASK_PROGRESS_PREFIX = (
-    "Task progress (You have done the following operation on the current device): "
-)
-
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 # Qwen's control tokens (<|im_start|>, <|image_pad|>, <|vision_start|>, ...). Written as
 # text by a model, a user or a web page they would be tokenized as the real tokens: an
 # <|image_pad|> without its image breaks generation, an <|im_end|> ends the turn.
@@ -97,16 +89,34 @@ class PromptConfig(BaseModel):
     at most `history_images + 1` images. Older steps appear as one text line each.
     max_text_steps: cap on those text lines (the most recent are kept); None = all.
     include_extensions: also advertise qwen-cua's extra actions (navigate) in the tool.
+    profile: the prompt profile (policies.profiles) that decides the layout and wording;
+        `system_prompt` is used by the `qwen-cua` profile only (the others reproduce a
+        published system text). `for_profile()` gives a profile's own settings.
     """
 
     model_config = ConfigDict(frozen=True)
 
+    profile: str = DEFAULT_PROFILE
     dialect: Dialect = Dialect.QWEN3
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     history_images: int = Field(2, ge=0)
     max_text_steps: int | None = Field(None, ge=0)
     include_extensions: bool = False
     image_budget: ImageBudget = Field(default_factory=ImageBudget)
+
+    @classmethod
+    def for_profile(cls, name: str, **overrides: Any) -> PromptConfig:
+        """A profile's own settings (grid, replayed screenshots, image budget) plus
+        `overrides` (None values are ignored)."""
+        profile = get_profile(name)
+        budget = ImageBudget(factor=profile.image_factor,
+                             **({"max_pixels": profile.image_max_pixels}
+                                if profile.image_max_pixels else {}))
+        values: dict[str, Any] = {"profile": profile.name, "dialect": profile.dialect,
+                                  "history_images": profile.history_images,
+                                  "image_budget": budget}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 class SamplingParams(BaseModel):
@@ -151,35 +161,11 @@ class SamplingParams(BaseModel):
 
 
 
-def strip_think(text: str) -> str:
-    """`text` without `<think>` content (also the Thinking models' form whose opening tag
-    is in the prompt: everything up to a lone `</think>`)."""
-    close = text.find("</think>")
-    open_ = text.find("<think>")
-    if close >= 0 and (open_ < 0 or close < open_):
-        text = text[close + len("</think>"):]
-    return _THINK_BLOCK.sub("", text).strip()
-
-
 def system_text(tool: dict[str, Any], system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
-    """The system message with the tools section, as Qwen3's chat template renders it."""
+    """The qwen-cua system message: `system_prompt`, then the tools section exactly as
+    Qwen3's chat template renders it for `tools=[tool]`."""
     head = f"{system_prompt}\n\n" if system_prompt else ""
     return head + TOOLS_HEADER + "\n" + json.dumps(tool, ensure_ascii=False) + TOOLS_FOOTER
-
-
-def _step_summary(step: StepHistory) -> str:
-    """One line for a step whose screenshot is no longer shown: thought + tool calls."""
-    answer = strip_think(step.output.raw_text)
-    calls = [c.strip() for c in _TOOL_CALL_BLOCK.findall(answer) if c.strip()]
-    thought = (step.output.thought or "").strip()
-    parts = [thought] if thought else []
-    parts += calls
-    if not calls:
-        parts.append("(no valid action)")
-    line = " ".join(" ".join(parts).split())
-    if step.feedback:
-        line += f" [{' '.join(step.feedback.split())}]"
-    return f"Step {step.index + 1}: {line};"
 
 
 @dataclass
@@ -191,6 +177,7 @@ class BuiltPrompt:
     images: which screenshot each image is (step index and sha256), in prompt order.
     converter: maps the model's coordinates for the *current* screenshot to the screen.
     tool: the function definition shown to the model.
+    profile: the prompt profile the prompt was built with (name) and its template hash.
     pointer: where the cursor is (input-space px) after the episode's last pointer action,
         if any: the start of a cookbook-style `left_click_drag` that names only its target.
     """
@@ -202,6 +189,8 @@ class BuiltPrompt:
     tool: dict[str, Any]
     platform: str
     pointer: tuple[int, int] | None = None
+    profile: str = DEFAULT_PROFILE
+    profile_hash: str | None = None
     _pil: list[Any] = field(default_factory=list, repr=False)
 
     def pil_images(self) -> list[Any]:
@@ -242,13 +231,27 @@ def _rgb(observation: Observation):
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _system_message(profile: PromptProfile, tool: dict[str, Any], config: PromptConfig) -> str:
+    if profile.name == DEFAULT_PROFILE:
+        return system_text(tool, config.system_prompt)
+    return profile.system_text(tool)
+
+
 def build_prompt(state: EpisodeState, config: PromptConfig) -> BuiltPrompt:
-    """The prompt for the next step of one episode (see the module docstring)."""
+    """The prompt for the next step of one episode, laid out by `config.profile`.
+
+    The first user turn holds the instruction text (with the steps no longer shown as
+    screenshots, in the profile's wording) and the oldest screenshot shown, in the
+    profile's order; each replayed step adds (assistant: its response without think
+    content) and, for profiles that send it, the agent's feedback; later user turns hold
+    one screenshot each; the current screenshot closes the last user turn.
+    """
+    profile = get_profile(config.profile)
     obs = state.observation
     image_size = config.image_budget.image_size(obs.screenshot_size)
     converter = CoordinateConverter(config.dialect, obs.screen_size, image_size)
-    tool = tool_for_platform(state.platform, config.dialect, obs.screen_size, image_size,
-                             include_extensions=config.include_extensions)
+    tool = profile.tool(state.platform, converter.dialect, obs.screen_size, image_size,
+                        config.include_extensions)
     history = list(state.history)
     n_images = min(config.history_images, len(history))
     as_text = history[: len(history) - n_images]
@@ -256,13 +259,9 @@ def build_prompt(state: EpisodeState, config: PromptConfig) -> BuiltPrompt:
     if config.max_text_steps is not None:
         as_text = as_text[len(as_text) - config.max_text_steps:] if config.max_text_steps else []
 
-    first_text = f"The user query: {state.instruction}"
-    if as_text:
-        first_text += "\n" + TASK_PROGRESS_PREFIX + " ".join(_step_summary(s) for s in as_text)
-    first_text = defuse_control_tokens(first_text + "\n")
-
+    first_text = defuse_control_tokens(profile.instruction_text(state.instruction, as_text))
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": system_text(tool, config.system_prompt)},
+        {"role": "system", "content": _system_message(profile, tool, config)},
     ]
     pngs: list[bytes] = []
     refs: list[ImageRef] = []
@@ -275,19 +274,25 @@ def build_prompt(state: EpisodeState, config: PromptConfig) -> BuiltPrompt:
         pil.append(image)
         return {"type": "image", "image": image}
 
-    user: list[dict[str, Any]] = [{"type": "text", "text": first_text}]
+    def opening_turn(image: dict[str, Any]) -> list[dict[str, Any]]:
+        text = {"type": "text", "text": first_text}
+        return [image, text] if profile.image_first else [text, image]
+
+    user: list[dict[str, Any]] | None = None  # None: the opening turn is still to come
     for step in replayed:
-        user.append(image_item(step.index, step.observation))
-        messages.append({"role": "user", "content": user})
+        image = image_item(step.index, step.observation)
+        messages.append({"role": "user",
+                         "content": opening_turn(image) if user is None else user + [image]})
         messages.append({"role": "assistant",
                          "content": defuse_control_tokens(strip_think(step.output.raw_text))})
         user = ([{"type": "text", "text": defuse_control_tokens(step.feedback + "\n")}]
-                if step.feedback else [])
-    user.append(image_item(state.step_index, obs))
-    messages.append({"role": "user", "content": user})
+                if step.feedback and profile.replay_feedback else [])
+    current = image_item(state.step_index, obs)
+    messages.append({"role": "user",
+                     "content": opening_turn(current) if user is None else user + [current]})
     return BuiltPrompt(messages=messages, image_pngs=pngs, images=refs, converter=converter,
                        tool=tool, platform=state.platform, pointer=last_pointer(history),
-                       _pil=pil)
+                       profile=profile.name, profile_hash=profile.template_hash(), _pil=pil)
 
 
 def parse_output(raw_text: str, prompt: BuiltPrompt, **fields: Any) -> PolicyOutput:
@@ -308,6 +313,8 @@ def parse_output(raw_text: str, prompt: BuiltPrompt, **fields: Any) -> PolicyOut
     errors = encoding_errors + list(parsed.errors)
     if not parsed.actions and not errors:
         errors.append("no <tool_call> block with a valid action was found in the response")
+    fields.setdefault("prompt_profile", prompt.profile)
+    fields.setdefault("prompt_profile_hash", prompt.profile_hash)
     return PolicyOutput(
         raw_text=raw_text, thought=parsed.thought, think=parsed.think,
         actions=parsed.actions, parse_errors=errors,
@@ -315,7 +322,62 @@ def parse_output(raw_text: str, prompt: BuiltPrompt, **fields: Any) -> PolicyOut
     )
 
 
+# Qwen3-VL-*-Thinking chat templates open the reasoning block in the generation prompt.
+_THINKING_GENERATION_PROMPT = re.compile(r"<\|im_start\|>assistant(?:\\n|\n)<think>")
+THINKING_MAX_NEW_TOKENS = 32768  # OSWorld's Qwen3VLAgent max_tokens / thinking_budget
+
+
+def is_thinking_checkpoint(model: str, chat_template: str | None = None,
+                           config: Any = None) -> bool:
+    """Whether a checkpoint reasons before answering (Qwen3-VL-*-Thinking): its name says
+    "Thinking", its chat template opens `<think>` in the generation prompt, or its config's
+    architectures / name_or_path say so."""
+    names = [model, str(getattr(config, "_name_or_path", "") or "")]
+    if any("thinking" in name.lower() for name in names):
+        return True
+    return bool(chat_template and _THINKING_GENERATION_PROMPT.search(chat_template))
+
+
+def generation_budget(explicit: int | None, profile: str, thinking: bool) -> int:
+    """max_new_tokens: the explicit value, else 32768 for a Thinking checkpoint (whose
+    reasoning a 512-token budget cuts before any action), else the profile's."""
+    if explicit is not None:
+        return explicit
+    if thinking:
+        return THINKING_MAX_NEW_TOKENS
+    return get_profile(profile).max_new_tokens
+
+
+def prompt_config_for(options: BaseModel, image_budget: ImageBudget,
+                      dialect: Dialect | None = None) -> PromptConfig:
+    """The PromptConfig of a policy's options (fields dialect, history_images,
+    max_text_steps, system_prompt, include_extensions, prompt_profile): the profile's own
+    settings, overridden by the options the user set explicitly. `dialect`, when given,
+    wins over both (a Qwen2.5-VL checkpoint writes qwen25 pixels whatever the profile)."""
+    explicit = options.model_fields_set
+    profile = get_profile(getattr(options, "prompt_profile", None) or DEFAULT_PROFILE)
+    values: dict[str, Any] = {
+        "profile": profile.name, "image_budget": image_budget,
+        "dialect": Dialect.QWEN3,
+        "history_images": getattr(options, "history_images", 2),
+        "max_text_steps": getattr(options, "max_text_steps", None),
+        "system_prompt": getattr(options, "system_prompt", DEFAULT_SYSTEM_PROMPT),
+        "include_extensions": getattr(options, "include_extensions", False),
+    }
+    option_dialect = getattr(options, "dialect", None)
+    if dialect is not None:  # the caller's (e.g. the checkpoint's own: qwen25)
+        values["dialect"] = dialect
+    elif option_dialect is not None and ("dialect" in explicit or profile.name == DEFAULT_PROFILE):
+        values["dialect"] = option_dialect
+    elif profile.name != DEFAULT_PROFILE:
+        values["dialect"] = profile.dialect
+    if profile.name != DEFAULT_PROFILE and "history_images" not in explicit:
+        values["history_images"] = profile.history_images
+    return PromptConfig(**values)
+
+
 __all__ = [
-    "DEFAULT_SYSTEM_PROMPT", "BuiltPrompt", "ImageBudget", "PromptConfig", "SamplingParams",
+    "THINKING_MAX_NEW_TOKENS", "generation_budget", "is_thinking_checkpoint",
+    "prompt_config_for", "DEFAULT_SYSTEM_PROMPT", "BuiltPrompt", "ImageBudget", "PromptConfig", "SamplingParams",
     "build_prompt", "parse_output", "png_sha256", "strip_think", "system_text",
 ]

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from actions.contracts import EpisodeState, PolicyOutput
 from actions.dialects import Dialect
+from policies.profiles import DEFAULT_PROFILE, get_profile
 from policies.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     BuiltPrompt,
@@ -40,7 +41,10 @@ from policies.prompting import (
     PromptConfig,
     SamplingParams,
     build_prompt,
+    generation_budget,
+    is_thinking_checkpoint,
     parse_output,
+    prompt_config_for,
 )
 from policies.registry import PolicyUnavailable
 
@@ -69,7 +73,10 @@ class Qwen3VLOptions(BaseModel):
     dtype: "auto" (bfloat16 on CUDA, float32 on CPU), "bfloat16", "float16", "float32".
     attn_implementation: None (transformers' default, sdpa), "sdpa", "eager",
         "flash_attention_2".
-    max_new_tokens: bound on the response length in tokens.
+    max_new_tokens: bound on the response length in tokens; None = 32768 for a Thinking
+        checkpoint (see prompting.is_thinking_checkpoint), else the prompt profile's.
+    prompt_profile: the prompt profile (policies.profiles); None = qwen-cua. A profile
+        sets the grid and replayed screenshots unless dialect / history_images are given.
     history_images: previous steps replayed with their screenshots (see PromptConfig).
     min_pixels / max_pixels: image budget, area of the resized screenshot in pixels;
         None = the checkpoint's preprocessor_config.json.
@@ -82,8 +89,9 @@ class Qwen3VLOptions(BaseModel):
     device: str = "auto"
     dtype: str = "auto"
     attn_implementation: str | None = None
-    max_new_tokens: int = Field(512, ge=1, le=32768)
+    max_new_tokens: int | None = Field(None, ge=1, le=32768)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
+    prompt_profile: str | None = None
     history_images: int = Field(2, ge=0)
     max_text_steps: int | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -440,18 +448,22 @@ class Qwen3VLPolicy:
     def __init__(self, options: Qwen3VLOptions):
         self.options = options
         self.name = options.name or f"qwen3vl:{options.model}"
+        profile = get_profile(options.prompt_profile or DEFAULT_PROFILE)
         self.generator = QwenVLGenerator(
             options.model, device=options.device, dtype=options.dtype,
             attn_implementation=options.attn_implementation,
-            min_pixels=options.min_pixels, max_pixels=options.max_pixels,
+            min_pixels=options.min_pixels,
+            max_pixels=options.max_pixels or profile.image_max_pixels,
         )
-        self.dialect = options.dialect or self.generator.default_dialect
-        self.prompt_config = PromptConfig(
-            dialect=self.dialect, system_prompt=options.system_prompt,
-            history_images=options.history_images, max_text_steps=options.max_text_steps,
-            include_extensions=options.include_extensions,
-            image_budget=self.generator.encoder.budget,
-        )
+        checkpoint_dialect = (self.generator.default_dialect
+                              if self.generator.default_dialect is Dialect.QWEN25 else None)
+        self.prompt_config = prompt_config_for(options, self.generator.encoder.budget,
+                                               dialect=options.dialect or checkpoint_dialect)
+        self.dialect = self.prompt_config.dialect
+        self.thinking = is_thinking_checkpoint(options.model, self.encoder.chat_template,
+                                               self.generator.model.config)
+        self.max_new_tokens = generation_budget(options.max_new_tokens, profile.name,
+                                                self.thinking)
 
     @classmethod
     def from_options(cls, **options: Any) -> Qwen3VLPolicy:
@@ -479,7 +491,7 @@ class Qwen3VLPolicy:
         started = time.monotonic()
         generations = self.generator.generate(
             [(p.messages, p.pil_images()) for p in prompts], self.options.sampling,
-            self.options.max_new_tokens)
+            self.max_new_tokens)
         latency_s = time.monotonic() - started
         return [
             parse_output(
@@ -487,6 +499,7 @@ class Qwen3VLPolicy:
                 response_token_ids=g.response_token_ids, response_logprobs=g.response_logprobs,
                 prompt_tokens=len(g.prompt_token_ids), completion_tokens=len(g.response_token_ids),
                 latency_s=latency_s, model=self.options.model,
+                finish_reason="stop" if g.finished else "length",
             )
             for prompt, g in zip(prompts, generations, strict=True)
         ]
@@ -507,20 +520,26 @@ def fold_sampling_options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def prompt_config_from(dialect: str, history_images: int, model: str | None,
+def prompt_config_from(dialect: str | None, history_images: int | None, model: str | None,
                        min_pixels: int | None, max_pixels: int | None,
-                       system_prompt: str | None = None) -> PromptConfig:
-    """The PromptConfig that expert steps are rebuilt with: the image budget comes from a
-    checkpoint's image processor when `model` is given (as the policy would use)."""
+                       system_prompt: str | None = None,
+                       profile: str | None = None) -> PromptConfig:
+    """The PromptConfig that expert steps are rebuilt with: the prompt profile's settings
+    (qwen-cua when None), `dialect` / `history_images` where given, and the image budget
+    of a checkpoint's image processor when `model` is given (as the policy would use)."""
+    chosen = get_profile(profile or DEFAULT_PROFILE)
     budget = ImageBudget()
     if model is not None:
         budget = QwenVLPromptEncoder.from_pretrained(
-            model, min_pixels=min_pixels, max_pixels=max_pixels).budget
-    elif min_pixels is not None or max_pixels is not None:
+            model, min_pixels=min_pixels, max_pixels=max_pixels or chosen.image_max_pixels
+        ).budget
+    elif min_pixels is not None or max_pixels is not None or chosen.image_max_pixels:
         budget = ImageBudget(min_pixels=min_pixels or budget.min_pixels,
-                             max_pixels=max_pixels or budget.max_pixels)
-    return PromptConfig(dialect=dialect, history_images=history_images, image_budget=budget,
-                        system_prompt=system_prompt or DEFAULT_SYSTEM_PROMPT)
+                             max_pixels=max_pixels or chosen.image_max_pixels
+                             or budget.max_pixels)
+    return PromptConfig.for_profile(
+        chosen.name, dialect=dialect, history_images=history_images, image_budget=budget,
+        system_prompt=system_prompt or DEFAULT_SYSTEM_PROMPT)
 
 
 __all__ = [

@@ -102,3 +102,20 @@ def test_demo_refuses_to_replace_a_run_it_did_not_make(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "not a demo run" in _text(result)
     assert len(RunDir(tmp_path).results()) == 1
+
+
+def test_eval_unknown_prompt_profile_is_a_clear_error(tmp_path):
+    result = _eval("--policy", "qwen3vl", "--model", "x", "--prompt-profile", "nope",
+                   "--tasks", "a", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "unknown prompt profile 'nope'" in result.output and "osworld-qwen3vl" in result.output
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_policy_options_take_the_suite_profile_unless_one_is_named():
+    assert policy_options_from(None, None, None, None, None, "qwen3-mobile") == {
+        "prompt_profile": "qwen3-mobile"}
+    assert policy_options_from(None, None, None, ["prompt_profile=gui-owl"], None,
+                               "qwen3-mobile")["prompt_profile"] == "gui-owl"
+    assert policy_options_from(None, None, None, None, "OSWorld-Qwen3VL", None) == {
+        "prompt_profile": "osworld-qwen3vl"}

@@ -23,6 +23,7 @@ from agent.cli import app
 from agent.runner import run_suite
 from benchmarks.miniwob import MiniWoBSuite
 from policies import registry as policy_registry
+from policies.profiles import PROFILES
 from trajectories.store import RunDir
 
 pytestmark = pytest.mark.slow
@@ -227,7 +228,9 @@ def test_run_one_web_task_with_a_registered_policy(tmp_path, local_site, monkeyp
     assert steps[0].observation.screen_size.width == 320
     assert steps[0].executions[0].observation.settle_s is not None
     manifest = RunDir(out).manifest()
-    assert manifest.config["policy_options"] == {"model": "none"}
+    # cua run names the web suite's default prompt profile in the manifest.
+    assert manifest.config["policy_options"] == {"model": "none",
+                                                 "prompt_profile": "qwen3-computer-use"}
     assert manifest.config["env_options"]["allowed_domains"] == ["127.0.0.1"]
 
 
@@ -258,5 +261,10 @@ def test_eval_with_the_tiny_qwen3vl_batches_and_records_tokens(tmp_path, tiny_mo
                 for item in (message["content"] if isinstance(message["content"], list)
                              else []) if item.get("type") == "image"]
         assert refs and all(reader.screenshot_path(sha).exists() for sha in refs)
+        # Every step names its prompt profile (miniwob's default) and the finish reason.
+        assert output.prompt_profile == "qwen3-computer-use"
+        assert output.prompt_profile_hash == PROFILES["qwen3-computer-use"].template_hash()
+        assert output.finish_reason in {"stop", "length"}
     manifest = reader.manifest()
     assert manifest.config["policy_options"]["model"] == str(tiny_model_dir)
+    assert manifest.config["policy_options"]["prompt_profile"] == "qwen3-computer-use"

@@ -260,3 +260,24 @@ def test_cli_export_sft(oracle_run: Path, tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["export", "sft", str(oracle_run), "--out",
                                    str(tmp_path / "x"), "--format", "sharegpt"])
     assert bad.exit_code == 2 and "unknown format" in bad.output
+
+
+def test_cli_export_sft_builds_expert_prompts_with_the_prompt_profile(
+        oracle_run: Path, tmp_path: Path) -> None:
+    """Plumbing: --prompt-profile reaches the rebuilt prompts (the profile's own layout
+    is pinned by tests/test_prompt_profiles.py's goldens)."""
+    result = CliRunner().invoke(app, ["export", "sft", str(oracle_run), "--out",
+                                      str(tmp_path / "osw"), "--prompt-profile",
+                                      "osworld-qwen3vl", "--max-per-task", "1"])
+    assert result.exit_code == 0, result.output
+    rows = _jsonl(tmp_path / "osw" / "data.jsonl")
+    assert rows
+    for row in rows:
+        system, user = row["messages"][0]["content"], row["messages"][1]["content"]
+        text = system if isinstance(system, str) else system[0]["text"]
+        assert text.startswith("# Tools") and "# Response format" in text
+        assert [item["type"] for item in user] == ["image", "text"]
+        assert "Previous actions:\nNone" in user[1]["text"]
+    bad = CliRunner().invoke(app, ["export", "sft", str(oracle_run), "--out",
+                                   str(tmp_path / "x"), "--prompt-profile", "nope"])
+    assert bad.exit_code == 1 and "unknown prompt profile" in bad.output
