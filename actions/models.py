@@ -95,15 +95,53 @@ NAMED_KEYS: frozenset[str] = frozenset({
 })
 
 
+# The mobile key space: Android keys with no keyboard counterpart, as the lowercase
+# android.view.KeyEvent name without its KEYCODE_ prefix (the mobile_use `key` action takes
+# "adb's keyevent syntax": "volume_up", "KEYCODE_CAMERA", ...). Android keys that are
+# keyboard keys map onto the keyboard names (ANDROID_KEY_ALIASES); back / home / app_switch
+# are system buttons (the parser makes them SystemButton actions).
+MOBILE_KEYS: frozenset[str] = frozenset({
+    "volume_up", "volume_down", "volume_mute", "power", "camera", "clear", "call", "endcall",
+    "search", "notification", "dpad_center", "media_play_pause", "media_stop", "media_next",
+    "media_previous", "media_play", "media_pause", "mute", "brightness_down", "brightness_up",
+    "sleep", "wakeup", "settings", "contacts", "calendar", "music", "calculator", "explorer",
+    "envelope", "assist", "voice_assist", "zoom_in", "zoom_out", "focus", "headsethook",
+    "cut", "copy", "paste",
+})
+ANDROID_KEY_ALIASES: dict[str, str] = {
+    "del": "backspace", "forward_del": "delete", "move_home": "home", "move_end": "end",
+    "page_up": "pageup", "page_down": "pagedown", "dpad_up": "up", "dpad_down": "down",
+    "dpad_left": "left", "dpad_right": "right", "ctrl_left": "ctrl", "shift_left": "shift",
+    "alt_left": "alt", "meta_left": "meta", "volumeup": "volume_up",
+    "volumedown": "volume_down", "volumemute": "volume_mute",
+}
+
+
 def normalize_key(name: str) -> str:
-    """Return the canonical name of one key, or raise ValueError naming the bad key."""
+    """Return the canonical name of one key, or raise ValueError naming the bad key.
+
+    Keyboard keys (NAMED_KEYS, single characters) and the mobile key space (MOBILE_KEYS;
+    "KEYCODE_" names are read as Android's: KEYCODE_DEL is backspace)."""
     key = name.strip().lower() if len(name.strip()) > 0 else name
-    key = KEY_ALIASES.get(key, key)
-    if key in NAMED_KEYS or len(key) == 1:
+    if key.startswith("keycode_") and len(key) > len("keycode_"):
+        key = key.removeprefix("keycode_")
+        key = ANDROID_KEY_ALIASES.get(key, key)
+    key = KEY_ALIASES.get(key, ANDROID_KEY_ALIASES.get(key, key))
+    if key in NAMED_KEYS or key in MOBILE_KEYS or len(key) == 1:
         return key
     raise ValueError(
-        f"unknown key {name!r}: use a single character or one of {sorted(NAMED_KEYS)}"
+        f"unknown key {name!r}: use a single character, one of {sorted(NAMED_KEYS)}, or an "
+        f"Android key (mobile): {sorted(MOBILE_KEYS)} (KEYCODE_ names are accepted)"
     )
+
+
+def mobile_key_error(keys: tuple[str, ...], where: str) -> str | None:
+    """The action error for Android-only keys pressed where there are none, else None."""
+    mobile = [k for k in keys if k in MOBILE_KEYS]
+    if not mobile:
+        return None
+    return (f"{', '.join(mobile)}: Android key(s) of the mobile key space; {where} has no "
+            "such key")
 
 
 class Key(_ActionBase):

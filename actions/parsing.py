@@ -89,6 +89,7 @@ _STATUS_ALIASES = {
     "false": "failure",
 }
 _CANONICAL_DEFAULTS = {"wait_s": 1.0, "long_press_s": 1.0, "swipe_s": 0.3}
+SCROLL_DEFAULT_PIXELS = 1  # a scroll call without pixels: one notch up (GUI-Owl's default)
 
 
 class ParsedResponse(BaseModel):
@@ -120,7 +121,10 @@ class _CallError(ValueError):
 
 
 def _split_think(text: str) -> tuple[str, str | None]:
-    """Remove think blocks; return (the rest, their joined content or None)."""
+    """Remove think blocks; return (the rest, their joined content or None).
+
+    GUI-Owl's runners write reasoning as <thinking>...</thinking>: read like <think>."""
+    text = text.replace("<thinking>", THINK_OPEN).replace("</thinking>", THINK_CLOSE)
     thinks: list[str] = []
     close = text.find(THINK_CLOSE)
     open_ = text.find(THINK_OPEN)
@@ -446,11 +450,12 @@ class _CallReader:
     """Turns one call's arguments into a canonical action."""
 
     def __init__(self, converter: CoordinateConverter | None, prefix: str,
-                 pointer: tuple[int, int] | None, warnings: list[str]):
+                 pointer: tuple[int, int] | None, warnings: list[str], tool: str | None = None):
         self.converter = converter
         self.prefix = prefix
         self.pointer = pointer
         self.warnings = warnings
+        self.tool = tool  # the call's function name (computer_use / mobile_use), if given
 
     def screen_point(self, args: dict[str, Any], *keys: str, what: str | None = None
                      ) -> tuple[int, int] | None:
@@ -568,9 +573,15 @@ class _CallReader:
             amount_value = args.get("amount", args.get("pixels", 3))
             amount = abs(_number(amount_value, "amount"))
         else:
-            if "pixels" not in args:
-                raise _CallError(f"{name} needs pixels (positive scrolls up, negative down)")
-            pixels = _number(args["pixels"], "pixels")
+            raw_pixels = args.get("pixels")
+            if raw_pixels is None:
+                # GUI-Owl's runner scrolls pyautogui.scroll(1) when pixels is missing (one
+                # notch up); OSWorld's would scroll 0, i.e. not at all. We take GUI-Owl's,
+                # the one reference under which the call does something, and say so.
+                self.warnings.append(f"{self.prefix}: {name} without pixels; scrolled "
+                                     f"{SCROLL_DEFAULT_PIXELS} (as GUI-Owl's runner)")
+                raw_pixels = SCROLL_DEFAULT_PIXELS
+            pixels = _number(raw_pixels, "pixels")
             horizontal = name == "hscroll"
             if pixels > 0:
                 direction = "right" if horizontal else "up"
@@ -610,13 +621,15 @@ class _CallReader:
             raise _CallError(f"{name} needs at least one key")
         if len(keys) == 1:
             # mobile_use `key` takes an adb key name as text; there the navigation keys are
-            # system buttons. In a list (computer_use's `keys`) "home" is the keyboard's Home
-            # key; "menu" alone is the keyboard's menu key unless written KEYCODE_MENU.
+            # system buttons (app_switch is the cookbook's Menu: "the application background
+            # menu"). computer_use's `keys` (a list, or a string some models write) names
+            # keyboard keys: "home" is the keyboard's Home key; KEYCODE_MENU is Android's
+            # menu key (82), not the recent-apps button.
             raw_key = keys[0].strip().lower()
             single = raw_key.removeprefix("keycode_")
-            home_key = single == "home" and raw_key == single and not isinstance(value, str)
-            if (single in ("back", "home") and not home_key) or (
-                    raw_key != single and single in ("menu", "app_switch")):
+            keyboard_call = self.tool == COMPUTER_USE or not isinstance(value, str)
+            home_key = single == "home" and raw_key == single and keyboard_call
+            if (single in ("back", "home") and not home_key) or single == "app_switch":
                 return SystemButton(button="menu" if single == "app_switch" else single)
             if single == "enter":
                 return Key(keys=("enter",))
@@ -628,6 +641,11 @@ class _CallReader:
 
     def _build_terminate(self, name: str, spec: QwenActionSpec, args: dict[str, Any]) -> Action:
         status = args.get("status")
+        if status is None:
+            # GUI-Owl's runner reads status with default "success"; OSWorld's agent ends the
+            # episode on any terminate. The cookbooks' schema requires it.
+            self.warnings.append(f"{self.prefix}: {name} without status; taken as success")
+            status = "success"
         if isinstance(status, bool):
             status = "success" if status else "failure"
         if not isinstance(status, str) or status.strip().lower() not in _STATUS_ALIASES:
@@ -723,8 +741,11 @@ def parse_tool_calls(
     response move it.
 
     Never raises on any `text`; raises ValueError only for an invalid configuration
-    (unknown dialect, qwen25 without image_size).
+    (unknown dialect, qwen25 without image_size) and TypeError for a screen_size /
+    image_size that is neither a Size nor a (width, height) pair.
     """
+    screen_size = _as_size(screen_size, "screen_size")
+    image_size = _as_size(image_size, "image_size")
     converter = (CoordinateConverter(dialect, screen_size, image_size)
                  if screen_size is not None else None)
     if converter is None:
@@ -737,6 +758,18 @@ def parse_tool_calls(
         result.errors.append(f"internal parser error ({type(exc).__name__}: {exc}); "
                              "please report this response")
     return result
+
+
+def _as_size(value: Any, what: str) -> Size | None:
+    """A Size from a Size, a (width, height) pair of positive ints, or None; TypeError for
+    anything else (a wrong argument is the caller's bug, not model text to be lenient with)."""
+    if value is None or isinstance(value, Size):
+        return value
+    if (isinstance(value, tuple | list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return Size(width=value[0], height=value[1])
+    raise TypeError(f"{what} must be an actions.observation.Size or a (width, height) pair of "
+                    f"ints, got {value!r}")
 
 
 def _parse_into(result: ParsedResponse, text: str, converter: CoordinateConverter | None,
@@ -755,7 +788,7 @@ def _parse_into(result: ParsedResponse, text: str, converter: CoordinateConverte
             result.calls.append({"name": name, "arguments": args})
             action_name = args.get("action")
             label = f"{prefix} ({action_name[:40]})" if isinstance(action_name, str) else prefix
-            reader = _CallReader(converter, label, pointer, result.warnings)
+            reader = _CallReader(converter, label, pointer, result.warnings, tool=name)
             action = reader.read(args)
         except _CallError as exc:
             result.errors.append(f"{prefix}: {exc} (in {_snippet(raw)})")

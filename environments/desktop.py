@@ -62,6 +62,7 @@ from actions.models import (
     Terminate,
     Type,
     Wait,
+    mobile_key_error,
 )
 from actions.observation import Observation, Size
 
@@ -762,6 +763,8 @@ class DesktopEnv:
             case Type(text=text):
                 self.type_text(text)
             case Key(keys=keys):
+                if error := mobile_key_error(keys, "the desktop"):
+                    return error
                 names = [pyautogui_key(k) for k in keys]
                 if len(names) == 1:
                     gui.press(names[0])

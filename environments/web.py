@@ -51,6 +51,7 @@ from actions.models import (
     Terminate,
     Type,
     Wait,
+    mobile_key_error,
 )
 from actions.observation import Observation, Size, png_size
 from environments._settle import SettleResult, Watchdog, wait_until_settled
@@ -615,6 +616,8 @@ class WebEnvironment:
 
     def _press(self, keys: tuple[str, ...]) -> str | None:
         keyboard = self.page.keyboard
+        if error := mobile_key_error(keys, "a browser"):
+            return error
         names: list[str] = []
         for key in keys:
             if key in PLAYWRIGHT_KEYS:

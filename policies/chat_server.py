@@ -238,13 +238,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="answer the first N chat requests with HTTP 500")
     parser.add_argument("--delay-s", type=float, default=0.0,
                         help="wait this long before answering each chat request")
+    parser.add_argument("--min-pixels", type=int, default=None,
+                        help="image budget: smallest resized area (default: the checkpoint's)")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="image budget: largest resized area (default: the checkpoint's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    generator = QwenVLGenerator(args.model, device=args.device, dtype=args.dtype)
+    generator = QwenVLGenerator(args.model, device=args.device, dtype=args.dtype,
+                                min_pixels=args.min_pixels, max_pixels=args.max_pixels)
     chat = ChatServer(generator, args.served_model_name or args.model,
                       fail_first=args.fail_first, delay_s=args.delay_s)
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(chat))

@@ -245,7 +245,7 @@ def test_one_clear_error_per_bad_call_and_good_calls_survive() -> None:
     text = (call({"action": "fly", "coordinate": [1, 1]})
             + call({"action": "left_click"})
             + "<tool_call>this is not json</tool_call>"
-            + call({"action": "terminate"})
+            + call({"action": "terminate", "status": "maybe"})
             + call({"action": "key", "keys": ["hyper"]})
             + call({"action": "type", "text": "ok"}))
     parsed = parse(text)
@@ -298,16 +298,53 @@ def test_mobile_cookbook_actions() -> None:
 
 
 def test_mobile_key_events_for_navigation_become_system_buttons() -> None:
+    # The cookbook's Menu is "the application background menu": KEYCODE_APP_SWITCH.
+    # KEYCODE_MENU is Android's menu key (82), a key like any other.
     parsed = parse(call({"action": "key", "text": "KEYCODE_BACK"}, "mobile_use")
                    + call({"action": "key", "text": "home"}, "mobile_use")
                    + call({"action": "key", "text": "KEYCODE_ENTER"}, "mobile_use")
+                   + call({"action": "key", "text": "KEYCODE_APP_SWITCH"}, "mobile_use")
                    + call({"action": "key", "text": "KEYCODE_MENU"}, "mobile_use")
-                   + call({"action": "key", "text": "menu"}, "mobile_use")
-                   + call({"action": "key", "text": "volume_up"}, "mobile_use"))
+                   + call({"action": "key", "text": "menu"}, "mobile_use"))
     assert parsed.actions == [SystemButton(button="back"), SystemButton(button="home"),
                               Key(keys=("enter",)), SystemButton(button="menu"),
-                              Key(keys=("menu",))]
-    assert "unknown key 'volume_up'" in parsed.errors[0]
+                              Key(keys=("menu",)), Key(keys=("menu",))]
+    assert parsed.errors == []
+
+
+def test_the_mobile_key_space_takes_adb_key_names() -> None:
+    """Parity with the cookbook's mobile_use `key` ("adb's keyevent syntax", examples
+    volume_up, volume_down, power, camera, clear) and KEYCODE_* names."""
+    names = ["volume_up", "volume_down", "power", "camera", "clear", "KEYCODE_VOLUME_MUTE",
+             "KEYCODE_DEL", "KEYCODE_DPAD_UP", "keycode_search"]
+    parsed = parse("".join(call({"action": "key", "text": n}, "mobile_use") for n in names))
+    assert parsed.errors == []
+    assert [a.keys for a in parsed.actions] == [
+        ("volume_up",), ("volume_down",), ("power",), ("camera",), ("clear",),
+        ("volume_mute",), ("backspace",), ("up",), ("search",)]
+    for action in parsed.actions:
+        text = render_tool_call(action, "qwen3", SCREEN, platform="mobile")
+        assert parse_tool_calls(text, "qwen3", SCREEN).actions == [action]
+    assert "unknown key 'KEYCODE_NOPE'" in parse(call({"action": "key", "text": "KEYCODE_NOPE"},
+                                                      "mobile_use")).errors[0]
+
+
+def test_lenient_where_the_references_are() -> None:
+    parsed = parse(call({"action": "terminate"}) + call({"action": "scroll"})
+                   + call({"action": "key", "keys": "home"}, "computer_use")
+                   + "<thinking>reason</thinking>" + call({"action": "wait", "time": 1}))
+    assert parsed.actions == [Terminate(status="success"), Scroll(direction="up", amount=1),
+                              Key(keys=("home",)), Wait(seconds=1)]
+    assert parsed.think == "reason" and parsed.errors == []
+    assert any("without status; taken as success" in w for w in parsed.warnings)
+    assert any("without pixels" in w for w in parsed.warnings)
+
+
+def test_screen_size_may_be_a_pair_and_anything_else_is_a_type_error() -> None:
+    text = call({"action": "left_click", "coordinate": [500, 500]})
+    assert parse_tool_calls(text, "qwen3", (1000, 500)).actions == [Click(x=500, y=250)]
+    with pytest.raises(TypeError, match="screen_size must be"):
+        parse_tool_calls(text, "qwen3", "1000x500")  # type: ignore[arg-type]
 
 
 def test_home_in_a_keys_list_is_the_keyboard_home_key() -> None:

@@ -213,11 +213,25 @@ def test_long_press_opens_the_context_dialog_and_back_closes_it(android_env):
 
 
 def test_home_and_menu_buttons(android_env):
+    """Menu is the recent-apps button (KEYCODE_APP_SWITCH, the cookbook's "application
+    background menu"): twice brings back the app it left."""
     android_env.reset(android_task(start_app="Settings"))
+    obs = android_env.step(OpenApp(name="Contacts"))
+    assert obs.app == "com.vdev.contacts"
     obs = android_env.step(SystemButton(button="menu"))
     assert obs.action_error is None and obs.app == "com.vdev.settings"
+    obs = android_env.step(SystemButton(button="menu"))
+    assert obs.action_error is None and obs.app == "com.vdev.contacts"
     obs = android_env.step(SystemButton(button="home"))
     assert obs.app == "com.vdev.launcher"
+
+
+def test_mobile_key_space_runs_as_key_events(android_env):
+    android_env.reset(android_task(start_app="Settings"))
+    for name in ("volume_up", "volume_down", "power", "camera", "clear"):
+        obs = android_env.step(Key(keys=(name,)))
+        assert obs.action_error is None, name
+    assert obs.app == "com.vdev.settings"  # no visible effect on the virtual phone
 
 
 def test_swipe_left_deletes_a_task(android_env):
