@@ -51,8 +51,9 @@ PLATFORM_OF_ENV = {"web": "web", "android": "mobile", "desktop": "desktop"}
 
 def default_policy_options(env: str, options: dict[str, Any]) -> dict[str, Any]:
     """Policy options with the platform's defaults filled in; the one place where a
-    platform's default prompt profile is chosen (the suites' suite -> profile mapping
-    belongs here once policies have profiles). Options given by the user win."""
+    platform's default prompt profile is chosen (policies.profiles.default_profile_for_suite:
+    web/desktop -> qwen3-computer-use, android -> qwen3-mobile). Options given by the user
+    win."""
     from policies.profiles import default_profile_for_suite
 
     return {"prompt_profile": default_profile_for_suite(env), **options}
