@@ -214,22 +214,21 @@ def _instruction_mobile_cookbook(instruction: str, steps: Sequence[StepHistory])
     return f"The user query: {instruction}.\n{TASK_PROGRESS_PREFIX}{history}.\n"
 
 
-def _previous_actions(lines: list[str]) -> str:
-    return "\n".join(lines) if lines else "None"
+def _previous_actions_instruction(action_text: Callable[[StepHistory], str], lead: str
+                                  ) -> Callable[[str, Sequence[StepHistory]], str]:
+    """OSWorld's / GUI-Owl's instruction: "Step i: <action>" lines joined by newlines for
+    the steps before the replayed window, "None" when there are none."""
+    def instruction_text(instruction: str, steps: Sequence[StepHistory]) -> str:
+        lines = [f"Step {s.index + 1}: {action_text(s)}" for s in steps]
+        previous = "\n".join(lines) if lines else "None"
+        return (f"{lead}Please generate the next move according to the UI screenshot, "
+                f"instruction and previous actions.\n\nInstruction: {instruction}\n\n"
+                f"Previous actions:\n{previous}")
+    return instruction_text
 
 
-def _instruction_osworld(instruction: str, steps: Sequence[StepHistory]) -> str:
-    previous = _previous_actions([f"Step {s.index + 1}: {_osworld_action_text(s)}"
-                                  for s in steps])
-    return ("\nPlease generate the next move according to the UI screenshot, instruction and "
-            f"previous actions.\n\nInstruction: {instruction}\n\nPrevious actions:\n{previous}")
-
-
-def _instruction_gui_owl(instruction: str, steps: Sequence[StepHistory]) -> str:
-    previous = _previous_actions([f"Step {s.index + 1}: {_gui_owl_action_text(s)}"
-                                  for s in steps])
-    return ("Please generate the next move according to the UI screenshot, instruction and "
-            f"previous actions.\n\nInstruction: {instruction}\n\nPrevious actions:\n{previous}")
+_instruction_osworld = _previous_actions_instruction(_osworld_action_text, "\n")
+_instruction_gui_owl = _previous_actions_instruction(_gui_owl_action_text, "")
 
 
 # --- tool hooks -------------------------------------------------------------------------
