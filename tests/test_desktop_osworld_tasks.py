@@ -155,3 +155,45 @@ def test_real_os_tasks_refused_before_any_step_or_scored(
                 assert env.evaluate() == 1.0, prefix
     finally:
         env.close()
+
+
+class RunRecorder:
+    """The part of DesktopEnv that `execute` uses: run() answering from a script."""
+
+    def __init__(self, home: Path, answers: list[tuple[int, str]]) -> None:
+        self.home_dir = home
+        self.answers = list(answers)
+        self.commands: list = []
+
+    def run(self, argv, shell=False, timeout_s=30.0):
+        import subprocess
+
+        self.commands.append(argv)
+        code, out = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return subprocess.CompletedProcess(argv, code, out, "boom" if code else "")
+
+
+def test_execute_keeps_osworlds_semantics(tmp_path: Path, monkeypatch) -> None:
+    """Parity with OSWorld's SetupController._execute_setup (same commit as the data):
+    a non-zero exit is not a setup failure; `until` reruns the command until the
+    returncode/stdout/stderr condition holds; stdout/stderr go to files in the cache."""
+    import sys
+
+    from benchmarks.desktop import setup as setup_module
+
+    monkeypatch.setattr(setup_module.time, "sleep", lambda s: None)
+    home = tmp_path / "home-1"
+    home.mkdir()
+    env = RunRecorder(home, [(1, "")])
+    setup_module.execute(env, ["false"])  # logged, not raised
+    env = RunRecorder(home, [(0, "starting"), (0, "starting"), (0, "ready\n")])
+    setup_module.execute(env, "probe", shell=True, until={"stdout": "ready"}, stdout="out.txt")
+    assert len(env.commands) == 3
+    assert (tmp_path / "home-1-cache" / "out.txt").read_text() == "ready\n"
+    env = RunRecorder(home, [(0, "never")])
+    with pytest.raises(setup_module.SetupFailed, match="until"):
+        setup_module.execute(env, "probe", shell=True, until={"returncode": 3},
+                             until_timeout_s=0)
+    env = RunRecorder(home, [(0, "")])
+    setup_module.execute(env, ["python", "-c", "pass"])
+    assert env.commands[0][0] == sys.executable  # the "VM's" python has pyautogui
