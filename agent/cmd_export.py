@@ -65,9 +65,14 @@ def export_sft_command(
         "--model", "-m", help="Checkpoint whose image budget rebuilt prompts use.")] = None,
     min_pixels: Annotated[int | None, typer.Option("--min-pixels", min=1)] = None,
     max_pixels: Annotated[int | None, typer.Option("--max-pixels", min=1)] = None,
+    grounding_profile: Annotated[str, typer.Option(
+        "--grounding-profile", help="For a grounding folder (ScreenSpot-Pro format, e.g. "
+        "from cua generate-grounding): the prompt profile of the samples, qwen3vl or "
+        "qwen2_5vl.")] = "qwen3vl",
 ) -> None:
     """Export supervised fine-tuning samples: the prompt the policy saw (or would have
-    seen, for expert steps) and the answer in the model's dialect."""
+    seen, for expert steps) and the answer in the model's dialect. Given a grounding
+    folder instead of a run, one sample per grounding target (benchmarks.grounding.sft)."""
     from policies.qwen3vl import prompt_config_from
     from trajectories.export_sft import SFT_FORMATS, ExportError, SFTExportOptions, export_sft
 
@@ -76,6 +81,18 @@ def export_sft_command(
         console.print(f"[red]error:[/red] unknown format {format!r}; use one of "
                       f"{', '.join(SFT_FORMATS)}")
         raise typer.Exit(2)
+    if (run_dir / "annotations").is_dir() and not (run_dir / "manifest.json").exists():
+        from benchmarks.grounding.data import GroundingDataError
+        from benchmarks.grounding.sft import export_grounding_sft
+
+        try:
+            report = export_grounding_sft(run_dir, out, profile=grounding_profile, format=format)
+        except (ExportError, GroundingDataError, KeyError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        console.print(_report_table(report))
+        console.print(f"wrote {out / report.data_file}")
+        return
     try:
         options = SFTExportOptions(
             format=format, per_episode=per_episode, successful_only=successful_only,  # type: ignore[arg-type]

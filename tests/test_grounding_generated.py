@@ -127,3 +127,29 @@ def test_oracle_run_is_viewable(generated_set: Path, tmp_path: Path) -> None:
     assert report.exit_code == 0, report.output
     page = next((tmp_path / "report" / "episodes").glob("*.html")).read_text()
     assert '<rect class="target correct"' in page and 'class="marker click"' in page
+
+
+def test_grounding_sft_answers_are_judged_correct(generated_set: Path, tmp_path: Path) -> None:
+    """The SFT answer of every sample, read back as the profile's harness reads it, hits
+    its target (both profiles); `cua export sft` writes the folder as training data."""
+    from agent.cli import app
+    from benchmarks.grounding.sft import grounding_sft_sample
+    from policies.grounding import GROUNDING_PROFILES, read_grounding_answer
+
+    samples, _ = load_screenspot_pro(generated_set)
+    for name, profile in GROUNDING_PROFILES.items():
+        for sample, image in list(_images(samples))[::25]:
+            sft, png = grounding_sft_sample(sample, image, name)
+            answer_text = sft.messages[-1]["content"]
+            prompt = profile.build(image, sample.instruction)
+            answer = read_grounding_answer(answer_text, prompt.converter, profile.read_call)
+            assert judge(sample.region, answer.point_px, answer.refused) == "correct"
+            assert sft.messages[1]["content"][0] == {"type": "image", "sha256": sft.images[0]}
+    out = tmp_path / "sft"
+    result = CliRunner().invoke(app, ["export", "sft", str(generated_set), "--out", str(out),
+                                      "--format", "trl"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
+    assert len(rows) == len(samples)
+    assert all((out / path).is_file() for row in rows for path in row["images"])
+    assert rows[0]["messages"][2]["content"][0]["text"].startswith("<tool_call>")

@@ -439,7 +439,7 @@ def export_sft(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     _prepare_out(out)
     skipped: dict[str, int] = {}
     counts: dict[str, int] = {}
-    converter = {"qwen": to_qwen, "llamafactory": to_llamafactory, "trl": to_trl}[options.format]
+    converter = SFT_CONVERTERS[options.format]
     rows: list[dict[str, Any]] = []
     images: set[str] = set()
     for sample in iter_samples(run, options, step_filter=step_filter, skipped=skipped,
@@ -453,16 +453,7 @@ def export_sft(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         raise ExportError(
             f"no samples selected from {run.path} ({counts.get('episodes_seen', 0)} finished "
             f"episodes; skipped: {skipped or 'nothing'}): relax the filters or check the run")
-    if options.format == "llamafactory":
-        data_file = "data.json"
-        atomic_write_bytes(out / data_file, json.dumps(rows, ensure_ascii=False, indent=1)
-                           .encode(), fsync=False)
-        atomic_write_bytes(out / "dataset_info.json",
-                           json.dumps(LLAMAFACTORY_DATASET_INFO, indent=2).encode(), fsync=False)
-    else:
-        data_file = "data.jsonl"
-        atomic_write_bytes(out / data_file, "".join(
-            json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(), fsync=False)
+    data_file = write_sft_rows(out, rows, options.format)
     report = ExportReport(
         kind="sft", format=options.format, source_run=str(run.path),
         options=options.model_dump(mode="json"), episodes_seen=counts["episodes_seen"],
@@ -474,6 +465,24 @@ def export_sft(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     return report
 
 
+def write_sft_rows(out: Path, rows: list[dict[str, Any]], format: str) -> str:
+    """Write converted samples as OUT/data.json (+ dataset_info.json) for llamafactory or
+    OUT/data.jsonl otherwise; returns the data file's name."""
+    if format == "llamafactory":
+        atomic_write_bytes(out / "data.json", json.dumps(rows, ensure_ascii=False, indent=1)
+                           .encode(), fsync=False)
+        atomic_write_bytes(out / "dataset_info.json",
+                           json.dumps(LLAMAFACTORY_DATASET_INFO, indent=2).encode(), fsync=False)
+        return "data.json"
+    atomic_write_bytes(out / "data.jsonl", "".join(
+        json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(), fsync=False)
+    return "data.jsonl"
+
+
+SFT_CONVERTERS: dict[str, Callable[[SFTSample], dict[str, Any]]] = {
+    "qwen": to_qwen, "llamafactory": to_llamafactory, "trl": to_trl}
+
+
 def read_export_report(data_dir: str | os.PathLike[str]) -> ExportReport:
     """The export.json of an export directory (ExportError when it is not one)."""
     path = Path(data_dir) / REPORT_FILE
@@ -483,8 +492,8 @@ def read_export_report(data_dir: str | os.PathLike[str]) -> ExportReport:
 
 
 __all__ = [
-    "LLAMAFACTORY_DATASET_INFO", "SFT_FORMATS", "ExportError", "ExportReport", "SFTExportOptions",
+    "LLAMAFACTORY_DATASET_INFO", "SFT_CONVERTERS", "SFT_FORMATS", "ExportError", "ExportReport", "SFTExportOptions",
     "SFTFormat", "SFTSample", "StepFilter", "export_sft", "iter_samples", "read_export_report",
     "rebuild_prompt_messages", "render_expert_answer", "step_sample_messages", "to_llamafactory",
-    "to_qwen", "to_trl",
+    "to_qwen", "to_trl", "write_sft_rows",
 ]

@@ -21,7 +21,7 @@ from benchmarks.grounding.data import Region
 
 Outcome = Literal["correct", "wrong", "wrong_format"]
 
-__all__ = ["Outcome", "judge", "point_in_box", "point_in_polygon"]
+__all__ = ["Outcome", "inside_point", "judge", "point_in_box", "point_in_polygon"]
 
 
 def point_in_box(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
@@ -57,3 +57,21 @@ def judge(region: Region, point_px: tuple[float, float] | None, refused: bool) -
         return "correct" if point_in_polygon(point_px, region.polygon) else "wrong"
     assert region.box is not None
     return "correct" if point_in_box(point_px, region.box) else "wrong"
+
+
+def inside_point(region: Region) -> tuple[float, float] | None:
+    """A point inside `region`: the box centre, or for a polygon the first inside point
+    of a grid over its bounds (the centre of a concave polygon may lie outside it)."""
+    centre = region.centre()
+    if region.kind != "polygon" or region.polygon is None or centre is None:
+        return centre
+    if point_in_polygon(centre, region.polygon):
+        return centre
+    x1, y1, x2, y2 = region.box  # type: ignore[misc]
+    steps = 64
+    for i in range(1, steps):
+        for j in range(1, steps):
+            point = (x1 + (x2 - x1) * i / steps, y1 + (y2 - y1) * j / steps)
+            if point_in_polygon(point, region.polygon):
+                return point
+    return centre

@@ -28,8 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from actions.contracts import PolicyOutput, Task
 from actions.models import Click
 from actions.observation import Size
-from benchmarks.grounding.data import GroundingSample, Region
-from benchmarks.grounding.metric import judge, point_in_polygon
+from benchmarks.grounding.data import GroundingSample
+from benchmarks.grounding.metric import inside_point, judge
 from benchmarks.grounding.tables import SampleScore
 from policies.grounding import GroundingAnswer, GroundingProfile, read_grounding_answer
 from trajectories.record import (
@@ -90,24 +90,6 @@ class PolicyGrounder:
         return predictions
 
 
-def _inside_point(region: Region) -> tuple[float, float] | None:
-    """A point inside `region`: the box centre, or for a polygon the first inside point
-    of a grid over its bounds (the centre of a concave polygon may lie outside it)."""
-    centre = region.centre()
-    if region.kind != "polygon" or region.polygon is None or centre is None:
-        return centre
-    if point_in_polygon(centre, region.polygon):
-        return centre
-    x1, y1, x2, y2 = region.box  # type: ignore[misc]
-    steps = 64
-    for i in range(1, steps):
-        for j in range(1, steps):
-            point = (x1 + (x2 - x1) * i / steps, y1 + (y2 - y1) * j / steps)
-            if point_in_polygon(point, region.polygon):
-                return point
-    return centre
-
-
 def _scripted_output(name: str, point: tuple[float, float] | None, size: Size) -> PolicyOutput:
     if point is None:
         return PolicyOutput(raw_text="refuse", model=name)
@@ -132,7 +114,7 @@ class OracleGrounder:
                                                                       refused=True),
                                                output=_scripted_output(self.name, None, size)))
                 continue
-            point = _inside_point(sample.region)
+            point = inside_point(sample.region)
             out.append(GroundingPrediction(answer=GroundingAnswer(point_px=point),
                                            output=_scripted_output(self.name, point, size)))
         return out
