@@ -236,3 +236,51 @@ def test_cua_serve_env_serves_with_the_token_from_the_environment(tmp_path):
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
+
+
+def test_the_engine_runs_episodes_on_remote_hosts_and_leases_again_after_a_lost_lease():
+    """The episode engine (agent.engine) on RemoteHosts (agent.env_client): episodes run
+    on the service's environments (a scripted suite: the engine is under test, not the
+    browser), a crashed environment ends only its episode, and a lease the service ended
+    kills the host for that episode; the pool leases again for the next one."""
+    from agent.engine import EpisodeSpec, LoopOptions, run_engine
+    from agent.engine_policy import ConcurrentPolicy
+    from agent.env_client import RemoteHost
+    from agent.hosts import HostPool
+    from tests.conftest_loop import CLICK, ScriptedPolicy, ScriptedSuite, out
+
+    suite = ScriptedSuite()
+
+    def spec(task_id: str, seed: int = 0) -> EpisodeSpec:
+        return EpisodeSpec(suite.make_task(task_id, seed), f"{task_id}-{seed}")
+
+    async def main(url: str):
+        hosts = [await RemoteHost.start(i, url, TOKEN) for i in range(2)]
+        service = ConcurrentPolicy(ScriptedPolicy([out(CLICK)]))
+        try:
+            first = await run_engine(HostPool.of(hosts), service,
+                                     [spec("a"), spec("long-3"), spec("crash"), spec("b")],
+                                     options=LoopOptions())
+            async with httpx.AsyncClient(headers=AUTH) as http:  # the service ends a lease
+                await http.delete(f"{url}/leases/{hosts[0].lease_id}")
+            second = await run_engine(HostPool.of(hosts[:1]), service,
+                                      [spec("a", 1), spec("b", 1)], options=LoopOptions())
+            return first, second, hosts[0].alive
+        finally:
+            await service.close()
+            await asyncio.gather(*(h.close() for h in hosts))
+
+    with running_service(suite_name="unit", suite=suite, max_envs=2) as (url, app), \
+            ThreadPoolExecutor(1) as pool:
+        first, second, alive = pool.submit(asyncio.run, main(url)).result()
+        assert app.state.pool.leases == {}  # every host gave its lease back
+
+    results = {r.episode_id: r for r in first.results}
+    assert [r.reward for r in (results["a-0"], results["long-3-0"], results["b-0"])] == [1.0] * 3
+    assert sum(len(env.resets) for env in suite.environments) == 5  # the lost one never reset
+    assert results["crash-0"].terminated_by == "error"
+    assert "EnvironmentCrashed" in results["crash-0"].error
+    lost, after = second.results
+    assert lost.terminated_by == "error" and "HostDied" in lost.error
+    assert "closed by its client" in lost.error
+    assert after.error is None and after.reward == 1.0 and alive
