@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -151,6 +152,21 @@ class WebConfig(BaseModel):
     )
     locale: str = "en-US"
     extra_args: list[str] = Field(default_factory=list, description="More Chromium flags.")
+    # Your own browser (`cua run --cdp-url` / `--user-data-dir`): see WebEnvironment.
+    cdp_url: str | None = Field(
+        None, description="Attach to a running Chromium/Chrome through its DevTools endpoint "
+        "(http://127.0.0.1:9222 or ws://...) instead of launching one. The agent works in a "
+        "new tab of the browser's default context (your profile); only the tabs it opened "
+        "are closed, the browser keeps running. device_scale_factor does not apply.",
+    )
+    user_data_dir: Path | None = Field(
+        None, description="Launch Chromium with this persistent profile folder (created if "
+        "missing): cookies and logins are kept between episodes and runs.",
+    )
+    profile_start_timeout_s: float = Field(
+        30.0, gt=0, description="How long a Chromium launched with user_data_dir may take to "
+        "open its DevTools port.",
+    )
 
 
 def find_chromium(configured: str) -> str:
@@ -278,6 +294,10 @@ class WebEnvironment:
         self._new_tab = False
         self.task: Task | None = None
         self.last_answer: str | None = None
+        # A browser reached over CDP (cdp_url, or our own launched with user_data_dir):
+        # we work in its default context and close only the tabs in `_our_pages`.
+        self._our_pages: list[Any] = []
+        self._profile_process: subprocess.Popen[bytes] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -287,6 +307,11 @@ class WebEnvironment:
         if self._page is None:
             raise RuntimeError("no page yet: call reset(task) first")
         return self._page
+
+    @property
+    def _attached(self) -> bool:
+        """Whether the browser is reached over CDP (your own, or one on a profile)."""
+        return bool(self.config.cdp_url or self.config.user_data_dir)
 
     @property
     def browser_pid(self) -> int | None:
@@ -299,6 +324,9 @@ class WebEnvironment:
         return self.config.viewport
 
     def _launch(self) -> None:
+        if self.config.cdp_url or self.config.user_data_dir:
+            self._attach()
+            return
         executable = find_chromium(self.config.chromium_path)
         marker = f"{_INSTANCE_FLAG}={uuid.uuid4().hex}"
         self._playwright = _acquire_driver()
@@ -319,7 +347,120 @@ class WebEnvironment:
         logger.info("launched %s (pid %s, version %s)", executable, self._browser_pid,
                     self._browser.version)
 
+    # -- your own browser: attached over CDP, or launched with a persistent profile
+
+    def _attach(self) -> None:
+        """Connect to the user's browser (cdp_url) or to a Chromium we start on
+        user_data_dir, over the Chrome DevTools Protocol."""
+        endpoint = self.config.cdp_url or self._start_profile_browser()
+        self._playwright = _acquire_driver()
+        try:
+            self._browser = self._playwright.chromium.connect_over_cdp(
+                endpoint, timeout=self.config.navigation_timeout_s * 1000)
+        except Exception as error:
+            self._playwright = None
+            _release_driver()
+            self._stop_profile_browser()
+            raise BrowserNotFoundError(
+                f"could not attach to the browser at {endpoint}: {str(error).splitlines()[0]}; "
+                "start it with --remote-debugging-port=9222 (and --user-data-dir=DIR for "
+                "a non-default profile), then give --cdp-url http://127.0.0.1:9222") from error
+        self._browser.on("disconnected", lambda _: self._mark_crashed("browser disconnected"))
+        self._crash_reason = None
+        logger.info("attached to %s (version %s)", endpoint, self._browser.version)
+
+    def _start_profile_browser(self) -> str:
+        """Launch Chromium on user_data_dir with a DevTools port; return its endpoint."""
+        profile = Path(self.config.user_data_dir).expanduser()  # type: ignore[arg-type]
+        profile.mkdir(parents=True, exist_ok=True)
+        port_file = profile / "DevToolsActivePort"
+        port_file.unlink(missing_ok=True)
+        marker = f"{_INSTANCE_FLAG}={uuid.uuid4().hex}"
+        argv = [find_chromium(self.config.chromium_path), *CHROMIUM_FLAGS,
+                *self.config.extra_args, f"--user-data-dir={profile}",
+                "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1", marker]
+        if self.config.headless:
+            argv.append("--headless")
+        argv.append("about:blank")
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        self._profile_process = process
+        self._browser_pid = process.pid
+        deadline = time.monotonic() + self.config.profile_start_timeout_s
+        while time.monotonic() < deadline:
+            lines = port_file.read_text().splitlines() if port_file.exists() else []
+            if len(lines) >= 2 and lines[0].isdigit():
+                return f"ws://127.0.0.1:{lines[0]}{lines[1]}"
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)  # polling for Chromium's port file, bounded by the deadline
+        self._stop_profile_browser()
+        raise BrowserNotFoundError(
+            f"Chromium did not open a DevTools port on the profile {profile} within "
+            f"{self.config.profile_start_timeout_s:.0f} s (is another Chromium using this "
+            "profile? close it, or attach to it with --cdp-url)")
+
+    def _stop_profile_browser(self) -> None:
+        process, self._profile_process = self._profile_process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()  # lets Chromium write the profile to disk
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self._browser_pid = None
+
+    def _open_our_tab(self) -> None:
+        """A new tab of the attached browser's default context, sized to the viewport."""
+        for page in self._our_pages:
+            with contextlib.suppress(Exception):
+                page.close()
+        self._our_pages.clear()
+        self._pending_requests.clear()
+        self._blocked_urls.clear()
+        self._loading = False
+        if self._context is None:
+            contexts = self._browser.contexts
+            self._context = contexts[0] if contexts else self._browser.new_context()
+            self._context.set_default_timeout(self.config.navigation_timeout_s * 1000)
+        page = self._context.new_page()
+        viewport = self.config.viewport
+        page.set_viewport_size({"width": viewport.width, "height": viewport.height})
+        self._page = None
+        self._watch_our_page(page)
+        self._adopt(page)
+
+    def _watch_our_page(self, page: Any) -> None:
+        """Listen to one of our tabs only (never to the user's other tabs)."""
+        self._our_pages.append(page)
+        page.on("request", self._on_request)
+        page.on("requestfinished", self._on_request_done)
+        page.on("requestfailed", self._on_request_done)
+        page.on("popup", self._on_our_popup)
+        if self.config.allowed_domains is not None:
+            page.route("**/*", self._route)
+
+    def _on_our_popup(self, page: Any) -> None:
+        self._watch_our_page(page)
+        self._on_new_page(page)
+
+    def _close_attached(self) -> None:
+        """Close our tabs and disconnect; a browser we launched on a profile is stopped,
+        the user's browser keeps running."""
+        if self._browser is not None and self._browser_alive():
+            for page in self._our_pages:
+                with contextlib.suppress(Exception):
+                    page.close()
+        self._stop_profile_browser()  # graceful, before _discard_browser would kill it
+        self._discard_browser()
+
     def _new_context(self) -> None:
+        if self._attached:
+            self._open_our_tab()
+            return
         if self._context is not None:
             with contextlib.suppress(Exception):
                 self._context.close()
@@ -408,6 +549,8 @@ class WebEnvironment:
         self._playwright = self._browser = self._context = self._page = None
         self._browser_pid = None
         self._pending_requests.clear()
+        self._our_pages.clear()
+        self._stop_profile_browser()
 
     @contextlib.contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -438,6 +581,9 @@ class WebEnvironment:
 
     def close(self) -> None:
         """Close the browser and the Playwright driver. Safe to call twice."""
+        if self._attached:
+            self._close_attached()
+            return
         if self._browser is not None and self._browser_alive():
             with contextlib.suppress(Exception), Watchdog(10.0, self._kill_browser):
                 self._browser.close()
@@ -486,7 +632,7 @@ class WebEnvironment:
         self.task = task
         self.last_answer = None
         with self._guard("reset"):
-            if self._context is None or self.config.fresh_context_per_episode:
+            if self._context is None or self.config.fresh_context_per_episode or self._attached:
                 self._new_context()
             else:
                 self._reuse_context()

@@ -10,54 +10,14 @@ stands in for vLLM / SGLang, the virtual phone for a real device.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest_android import adb_port  # noqa: F401 - fixture
+from tests.conftest_android import *  # noqa: F401,F403
 from tests.conftest_faults import FakeChatServer
-
-ROOT = Path(__file__).resolve().parents[1]
-CUA = [sys.executable, "-c", "from agent.cli import main; main()"]
-
-
-def mobile(action: str, **arguments: object) -> str:
-    return ("<tool_call>\n" + json.dumps({"name": "mobile_use",
-                                          "arguments": {"action": action, **arguments}})
-            + "\n</tool_call>")
-
-
-def computer(action: str, **arguments: object) -> str:
-    return ("<tool_call>\n" + json.dumps({"name": "computer_use",
-                                          "arguments": {"action": action, **arguments}})
-            + "\n</tool_call>")
-
-
-@pytest.fixture()
-def chat() -> Iterator[FakeChatServer]:
-    server = FakeChatServer(model="scripted")
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def run_cua(args: list[str], *, adb: int | None = None, stdin: str = "",
-            timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    if adb is not None:
-        env["ANDROID_ADB_SERVER_PORT"] = str(adb)
-    return subprocess.run([*CUA, *args], input=stdin, capture_output=True, text=True,
-                          timeout=timeout_s, env=env, cwd=ROOT, check=False)
-
-
-def served(chat: FakeChatServer) -> list[str]:
-    return ["--policy", "openai", "--base-url", chat.base_url, "--model", "scripted"]
-
+from tests.conftest_run import *  # noqa: F401,F403
+from tests.conftest_run import computer, mobile, run_cua, served
 
 # The virtual phone is 720x1600 touch pixels; Qwen3-VL coordinates are on a 0-1000 grid.
 NOTES_SCRIPT = [
@@ -71,7 +31,7 @@ NOTES_SCRIPT = [
 
 
 @pytest.mark.slow
-def test_android_on_the_virtual_phone_with_a_check(chat: FakeChatServer, adb_port: int,  # noqa: F811
+def test_android_on_the_virtual_phone_with_a_check(chat: FakeChatServer, adb_port: int,
                                                    tmp_path: Path) -> None:
     chat.script(NOTES_SCRIPT)
     out = tmp_path / "run"
@@ -96,7 +56,7 @@ def test_android_on_the_virtual_phone_with_a_check(chat: FakeChatServer, adb_por
 
 @pytest.mark.slow
 def test_android_json_stream_and_an_unverified_outcome(chat: FakeChatServer,
-                                                       adb_port: int,  # noqa: F811
+                                                       adb_port: int,
                                                        tmp_path: Path) -> None:
     chat.script(["Opening it.\n" + mobile("open", text="Contacts"),
                  "That is all.\n" + mobile("terminate", status="success")])

@@ -20,7 +20,8 @@ from actions.models import Click, Key, Navigate, OpenApp, Type
 from agent.human import USER_ACTED, USER_REFUSAL, sensitive_reason
 from tests.conftest_faults import FakeChatServer
 from tests.conftest_loop import wait_for
-from tests.test_cmd_run import CUA, ROOT, chat, computer, run_cua, served  # noqa: F401
+from tests.conftest_run import *  # noqa: F401,F403
+from tests.conftest_run import CUA, ROOT, computer, run_cua, served
 
 PAGE = ("data:text/html,<title>form</title><input id=i style='position:absolute;left:0;"
         "top:0;width:400px;height:50px'><button style='position:absolute;left:600px;"
@@ -39,7 +40,7 @@ def interventions(step: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_confirm_approve_edit_skip_stop(chat: FakeChatServer, tmp_path: Path) -> None:  # noqa: F811
+def test_confirm_approve_edit_skip_stop(chat: FakeChatServer, tmp_path: Path) -> None:
     chat.script([
         "Focus the field.\n" + computer("left_click", coordinate=[78, 35]),
         "Type.\n" + computer("type", text="hello"),
@@ -70,7 +71,7 @@ def test_confirm_approve_edit_skip_stop(chat: FakeChatServer, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_ctrl_c_pauses_and_resume_goes_on(chat: FakeChatServer, tmp_path: Path) -> None:  # noqa: F811
+def test_ctrl_c_pauses_and_resume_goes_on(chat: FakeChatServer, tmp_path: Path) -> None:
     chat.script([
         "Focus.\n" + computer("left_click", coordinate=[78, 35]),
         "Type.\n" + computer("type", text="hello"),
