@@ -36,6 +36,7 @@ from actions.models import (
     Terminate,
     Type,
     Wait,
+    mobile_key_error,
 )
 
 __all__ = [
@@ -171,6 +172,8 @@ def to_pyautogui(action: Action) -> str:
     if isinstance(action, Type):
         return _typing_code(action.text)
     if isinstance(action, Key):
+        if error := mobile_key_error(action.keys, "an OSWorld desktop"):
+            raise UnsupportedActionError(action, "OSWorld pyautogui", error)
         keys = ", ".join(repr(pyautogui_key(k)) for k in action.keys)
         if len(action.keys) == 1:
             return f"pyautogui.press({keys})"

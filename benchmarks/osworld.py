@@ -56,6 +56,7 @@ from actions.models import (
     Terminate,
     Type,
     Wait,
+    mobile_key_error,
 )
 from actions.observation import Observation, Size
 from benchmarks.base import SuiteUnavailable
@@ -97,6 +98,8 @@ _COMPUTER_13_UNQUOTABLE = {"'", "\\"}
 
 def computer_13_key(key: str) -> str:
     """OSWorld's computer_13 name for a canonical key name."""
+    if error := mobile_key_error((key,), "an OSWorld desktop"):
+        raise UnsupportedActionError(error)
     if key in _COMPUTER_13_UNQUOTABLE:
         raise UnsupportedActionError(
             f"OSWorld computer_13 pastes key names into pyautogui.press('{key}'), which "

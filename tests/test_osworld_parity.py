@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from actions.models import NAMED_KEYS, Key
+from actions.exporters import to_pyautogui
+from actions.models import MOBILE_KEYS, NAMED_KEYS, Key
 from agent.cli import app
 from agent.loop import run_episode
 from benchmarks.desktop import DesktopExpert
@@ -79,6 +80,11 @@ def test_every_canonical_key_is_in_osworlds_computer_13_key_list() -> None:
             assert name in ("'", "\\") and "pyautogui.press" in str(exc)
             continue
         assert sent[0]["parameters"]["key"].lower() in keys, name
+    for mobile in sorted(MOBILE_KEYS):  # Android keys: refused, never sent to the VM
+        with pytest.raises(UnsupportedActionError, match="mobile key space"):
+            to_computer_13(Key(keys=(mobile,)))
+        with pytest.raises(ValueError, match="mobile key space"):
+            to_pyautogui(Key(keys=(mobile,)))
     combo = to_computer_13(Key(keys=("ctrl", "space")))[0]
     assert combo == {"action_type": "HOTKEY", "parameters": {"keys": ["ctrl", " "]}}
 
