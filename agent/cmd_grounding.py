@@ -140,13 +140,19 @@ def generate_grounding_command(
     """Generate grounding samples from live environments (Chromium pages, MiniWoB++):
     element boxes from the DOM, instructions from what each element shows. Evaluate them
     with `cua eval screenspot-pro --data OUT`."""
+    import shutil
+
     from actions.observation import Size
     from benchmarks.grounding.generate import generate_miniwob, generate_web, write_screenspot_pro
 
     console = Console()
     if out.exists() and any(out.iterdir()):
-        console.print(f"[red]error:[/red] {out} is not empty: choose a new --out folder")
-        raise typer.Exit(2)
+        if {p.name for p in out.iterdir()} - {"annotations", "images"}:
+            console.print(f"[red]error:[/red] {out} is not empty and not a generated grounding "
+                          "folder: choose a new --out folder")
+            raise typer.Exit(2)
+        for name in ("annotations", "images"):  # an earlier generated set: replace it
+            shutil.rmtree(out / name, ignore_errors=True)
     screens = generate_web(pages, seed=seed, viewport=Size(width=width, height=height),
                            device_scale_factor=scale) if pages else []
     if miniwob_task:
