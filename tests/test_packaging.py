@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE_PACKAGES = ("actions", "agent", "environments", "policies", "trajectories", "benchmarks")
 # Modules that belong to an extra: they may import its distributions at module level, and
 # no core module may import them at module level (only inside the function that needs them).
-EXTRA_MODULES = {"agent.env_service": "serve", "agent.env_client": "serve"}
+EXTRA_MODULES = {"agent.env_service": "serve", "agent.env_client": "serve",
+                 # loaded by verl from its config; talks to `cua serve-env` through httpx
+                 "agent.trainers.verl_loop": "serve"}
 
 
 def _pyproject() -> dict:
