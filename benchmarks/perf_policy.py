@@ -1,8 +1,11 @@
 """Policy performance: batched act() vs sequential calls, and image tokens per step.
 
-1. Throughput of `Qwen3VLPolicy.act` on N episodes at once (one left-padded generate
-   call) against N sequential single-episode calls, with the tiny Qwen3-VL on CPU (or
-   `--model` for a real checkpoint). Greedy decoding, a fixed number of new tokens (the
+1. Throughput of `Qwen3VLPolicy.act` itself (prompt building, image processing, one
+   left-padded generate call, parsing) on N episodes at once against N sequential
+   single-episode calls, with the tiny Qwen3-VL on CPU (or `--model` for a real
+   checkpoint). The N prompts differ in length (0-3 earlier steps, 1-4 sentence
+   instructions), so the batch is padded. Beside it, the generate call alone on the same
+   prompts built beforehand. Greedy decoding, a fixed number of new tokens (the
    end-of-turn token is suppressed so every episode generates the same count).
 2. Vision tokens one screenshot costs at the default pixel budget of the released
    Qwen3-VL checkpoints (preprocessor_config.json: patch 16, merge 2, shortest_edge
@@ -36,16 +39,35 @@ BUDGETS = {
 }
 
 
-def _state(index: int, size: Size) -> EpisodeState:
+def _png(index: int, size: Size) -> bytes:
     image = Image.new("RGB", (size.width, size.height), "white")
     x = 40 + (index * 97) % (size.width - 200)
     ImageDraw.Draw(image).rectangle([x, 100, x + 160, 150], fill=(90, 90, 200))
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
-    obs = Observation(screenshot_png=buffer.getvalue(), screen_size=size, screenshot_size=size)
-    task = Task(suite="bench", task_id="click", seed=index, instruction="Click the blue button.")
-    return EpisodeState(episode_id=f"bench-{index}", task=task, instruction=task.instruction,
-                        observation=obs)
+    return buffer.getvalue()
+
+
+def _state(index: int, size: Size) -> EpisodeState:
+    """Episode `index` at step `index % 4`: 0-3 earlier steps (replayed with their
+    screenshots up to the profile's limit) and an instruction of 1-4 sentences, so the
+    prompts in one batch differ in length and the batch is padded."""
+    from actions.contracts import PolicyOutput, StepHistory
+
+    def observation(step: int) -> Observation:
+        return Observation(screenshot_png=_png(index * 10 + step, size), screen_size=size,
+                           screenshot_size=size)
+
+    history = [StepHistory(index=step, observation=observation(step), output=PolicyOutput(
+        raw_text=f"I click button {step}.\n<tool_call>\n{{\"name\": \"computer_use\", "
+                 f"\"arguments\": {{\"action\": \"left_click\", \"coordinate\": "
+                 f"[{100 + step}, 200]}}}}\n</tool_call>"))
+        for step in range(index % 4)]
+    instruction = " ".join(["Click the blue button, then check that it changed colour."]
+                           * (1 + index % 4))
+    task = Task(suite="bench", task_id="click", seed=index, instruction=instruction)
+    return EpisodeState(episode_id=f"bench-{index}", task=task, instruction=instruction,
+                        observation=observation(len(history)), history=history)
 
 
 def image_tokens_table() -> Table:
@@ -75,44 +97,50 @@ def image_tokens_table() -> Table:
 
 def throughput(model: str, episodes: int, new_tokens: int, screen: Size,
                repeats: int = 3) -> dict[str, float]:
-    """Seconds for one batched act() on `episodes` states vs as many single calls (the
-    best of `repeats` runs of each, which is what the machine can do when not disturbed)."""
-    from policies.prompting import SamplingParams, build_prompt
+    """Seconds for one batched `act()` on `episodes` states of different prompt lengths vs
+    as many single-state `act()` calls (prompt building, image processing, generation and
+    parsing: the policy's whole path), and the same for the generate call alone on
+    prompts built beforehand. Best of `repeats` runs of each (what the machine does when
+    not disturbed). The end-of-turn token is held back until `new_tokens` exist (the
+    generator's `min_new_tokens`), so that every way does the same decoding work."""
+    import functools
+
+    from policies.prompting import SamplingParams
     from policies.qwen3vl import Qwen3VLPolicy
 
     policy = Qwen3VLPolicy.from_options(model=model, greedy=True, max_new_tokens=new_tokens)
+    policy.generator.generate = functools.partial(policy.generator.generate,
+                                                  min_new_tokens=new_tokens)
     states = [_state(i, screen) for i in range(episodes)]
+    prompts = policy.prompts(states)
     greedy = SamplingParams.greedy_decoding()
 
     def act(batch: list[EpisodeState]) -> list[int]:
-        # the policy's own generate path, with the end-of-turn token held back until
-        # new_tokens exist so that both ways do the same work
-        prompts = [build_prompt(s, policy.prompt_config) for s in batch]
+        return [output.completion_tokens or 0 for output in policy.act(batch)]
+
+    def generate(batch: list) -> list[int]:
         generations = policy.generator.generate(
-            [(p.messages, p.pil_images()) for p in prompts], greedy, new_tokens,
-            min_new_tokens=new_tokens)
+            [(p.messages, p.pil_images()) for p in batch], greedy, new_tokens)
         return [len(g.response_token_ids) for g in generations]
 
     act(states[:1])  # warm-up (allocations, lazy init)
-    batched_s = sequential_s = float("inf")
+    best = dict.fromkeys(("act_batched", "act_sequential", "generate_batched",
+                          "generate_sequential"), float("inf"))
     for _ in range(repeats):
-        started = time.monotonic()
-        batched = act(states)
-        batched_s = min(batched_s, time.monotonic() - started)
-        started = time.monotonic()
-        sequential = [act([state])[0] for state in states]
-        sequential_s = min(sequential_s, time.monotonic() - started)
-    tokens = sum(batched)
-    assert tokens == sum(sequential) == episodes * new_tokens, (batched, sequential)
-    prompt = build_prompt(states[0], policy.prompt_config)
-    prompt_tokens = len(policy.encoder.encode(prompt.messages, prompt.pil_images())["input_ids"])
-    return {
-        "episodes": episodes, "new_tokens": new_tokens,
-        "prompt_tokens": float(prompt_tokens),
-        "batched_s": batched_s, "sequential_s": sequential_s,
-        "speedup": sequential_s / batched_s,
-        "batched_tok_s": tokens / batched_s, "sequential_tok_s": tokens / sequential_s,
-    }
+        for name, run in (
+                ("act_batched", lambda: act(states)),
+                ("act_sequential", lambda: [n for s in states for n in act([s])]),
+                ("generate_batched", lambda: generate(prompts)),
+                ("generate_sequential", lambda: [n for p in prompts for n in generate([p])])):
+            started = time.monotonic()
+            tokens = run()
+            best[name] = min(best[name], time.monotonic() - started)
+            assert sum(tokens) == episodes * new_tokens, (name, tokens)
+    lengths = [len(policy.encoder.encode(p.messages, p.pil_images())["input_ids"])
+               for p in prompts]
+    return {"episodes": episodes, "new_tokens": new_tokens,
+            "prompt_tokens_min": float(min(lengths)), "prompt_tokens_max": float(max(lengths)),
+            **best}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=130)
     console.print(image_tokens_table())
     import torch
 
@@ -137,17 +165,26 @@ def main(argv: list[str] | None = None) -> None:
             model = str(build_tiny_qwen3vl(Path(scratch) / "tiny"))
         result = throughput(model, args.episodes, args.new_tokens, Size(width=1280, height=720),
                             args.repeats)
-    table = Table(title=f"act() throughput, {'tiny Qwen3-VL' if args.model is None else model} "
+    table = Table(title=f"throughput, {'tiny Qwen3-VL' if args.model is None else model} "
                   f"on {'CUDA' if torch.cuda.is_available() else 'CPU'} "
-                  f"({torch.get_num_threads()} threads)")
-    for column in ("episodes", "new tokens each", "prompt tokens", "batched s", "sequential s",
-                   "speedup", "batched tok/s", "sequential tok/s"):
+                  f"({torch.get_num_threads()} threads), {result['episodes']} episodes, "
+                  f"prompts of {result['prompt_tokens_min']:.0f}-"
+                  f"{result['prompt_tokens_max']:.0f} tokens, "
+                  f"{result['new_tokens']} new tokens each")
+    for column in ("what is timed", "batched s", "sequential s", "speedup", "batched tok/s",
+                   "sequential tok/s"):
         table.add_column(column)
-    table.add_row(str(result["episodes"]), str(result["new_tokens"]),
-                  f"{result['prompt_tokens']:.0f}", f"{result['batched_s']:.2f}",
-                  f"{result['sequential_s']:.2f}", f"{result['speedup']:.2f}x",
-                  f"{result['batched_tok_s']:.1f}", f"{result['sequential_tok_s']:.1f}")
+    tokens = result["episodes"] * result["new_tokens"]
+    for label, key in (("act(): prompts, images, generate, parse", "act"),
+                       ("generate only (prompts built beforehand)", "generate")):
+        batched, sequential = result[f"{key}_batched"], result[f"{key}_sequential"]
+        table.add_row(label, f"{batched:.2f}", f"{sequential:.2f}",
+                      f"{sequential / batched:.2f}x", f"{tokens / batched:.1f}",
+                      f"{tokens / sequential:.1f}")
     console.print(table)
+    share = 1 - result["generate_batched"] / result["act_batched"]
+    console.print(f"outside generate (prompt building, parsing) in a batched act(): "
+                  f"{share:.0%} of its time")
 
 
 if __name__ == "__main__":
