@@ -88,7 +88,9 @@ POLICY_TIMEOUT_S = 8.0  # the openai client's per-request timeout in the soak
 HANG_S = 12.0  # how long server_hang holds answers (longer than POLICY_TIMEOUT_S)
 DISK_FULL_S = 6.0  # how long the disk stays full
 POLICY_SERVER_DOWN_S = 3.0  # how long the killed chat server stays down
-MAX_STARTS_PER_RUN = 60  # a run that needs more starts than this is a failure of the soak
+MAX_STARTS_PER_RUN = 100  # a run that needs more starts than this is a failure of the soak
+RESTART_BACKOFF_S = (1.0, 10.0)  # wait before restarting a run: doubles per start without
+# progress (a run that cannot start while the chat server reloads), up to the second value
 
 
 def free_port() -> int:
@@ -114,6 +116,9 @@ class Stream:
     process: subprocess.Popen | None = None
     starts: int = 0
     log: Path | None = None
+    restart_at: float = 0.0  # monotonic time of the next start (0: not scheduled yet)
+    lines_at_start: int = 0
+    idle_starts: int = 0
 
     @property
     def expected_keys(self) -> set[str]:
@@ -144,6 +149,8 @@ class Stream:
 
     def start(self, logs: Path) -> None:
         self.starts += 1
+        self.restart_at = 0.0
+        self.lines_at_start = self.finished_lines()
         self.log = logs / f"{self.name}.log"
         with self.log.open("ab") as log:
             log.write(f"\n===== start {self.starts}: {' '.join(self.command())}\n".encode())
@@ -153,6 +160,14 @@ class Stream:
                 self.command(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "120"})
+
+    def note_exit(self) -> None:
+        """The run's process ended unfinished: restart it after a back-off that doubles
+        while its starts make no progress."""
+        lines = self.finished_lines()
+        self.idle_starts = 0 if lines > self.lines_at_start else self.idle_starts + 1
+        low, high = RESTART_BACKOFF_S
+        self.restart_at = time.monotonic() + min(high, low * 2 ** self.idle_starts)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -212,14 +227,18 @@ class ChatServerProcess:
                 self.process.wait(timeout=30)
 
     def set_faults(self, **faults: float) -> bool:
+        """POST /faults (a few tries: a server busy generating on one thread answers
+        late); False when it is down."""
         request = urllib.request.Request(
             self.base_url.removesuffix("/v1") + "/faults", data=json.dumps(faults).encode(),
             headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=5):
-                return True
-        except OSError:
-            return False  # down (killed): the fault is skipped
+        for _ in range(3):
+            try:
+                with urllib.request.urlopen(request, timeout=30):
+                    return True
+            except OSError as exc:
+                logger.info("POST /faults failed: %s", exc)
+        return False  # down (killed): the fault is skipped
 
 
 class AdbServer:
@@ -391,8 +410,8 @@ class FaultInjector:
                     else:
                         self.injected[fault.kind] += 1
                 elapsed_s = time.monotonic() - self._started
-                self.log.append(f"+{elapsed_s:.0f} s at {fault.at_fraction:.0%} done: "
-                                f"{fault.kind}: {done}")
+                self.log.append(f"+{elapsed_s:.0f} s (scheduled at {fault.at_fraction:.0%} "
+                                f"done): {fault.kind}: {done}")
                 logger.info("fault %s: %s", fault.kind, done)
             else:
                 self._stop.wait(0.25)  # polling the runs' progress
@@ -428,11 +447,11 @@ class FaultInjector:
         if kind == "server_500":
             count = self.rng.randint(2, 6)
             if not self.chat.set_faults(fail_next=count):
-                return "skipped: the chat server is down"
+                return "skipped: the chat server did not take it (down, or busy past 3 tries)"
             return f"the next {count} chat requests answer HTTP 500"
         if kind == "server_hang":
             if not self.chat.set_faults(delay_s=HANG_S + 10):
-                return "skipped: the chat server is down"
+                return "skipped: the chat server did not take it (down, or busy past 3 tries)"
             self._later(HANG_S, lambda: self.chat.set_faults(delay_s=0))
             return f"answers held {HANG_S + 10:g} s (client timeout {POLICY_TIMEOUT_S:g} s) " \
                    f"for {HANG_S:g} s"
@@ -498,7 +517,8 @@ class Audit:
     corrupt: list[str] = field(default_factory=list)
     errors_by_kind: collections.Counter[str] = field(default_factory=collections.Counter)
     successes: int = 0
-    abandoned_attempts: int = 0  # episode directories without a result (killed mid-episode)
+    abandoned_attempts: int = 0  # episode directories without a result (a resumed run
+    # reruns an unfinished episode in its own directory, so 0 once every run finished)
     leftover_temp_files: int = 0
 
 
@@ -620,11 +640,14 @@ def soak(root: Path, *, scale: float, seed: int, per_kind: int, disk_mb: int,
             while True:
                 waiting = [s for s in streams if not s.alive()]
                 for stream in waiting:
-                    if stream.complete():
+                    if stream.complete() or time.monotonic() < stream.restart_at:
                         continue
                     if stream.starts >= MAX_STARTS_PER_RUN:
                         raise RuntimeError(f"{stream.name} did not finish in "
                                            f"{MAX_STARTS_PER_RUN} starts; see {stream.log}")
+                    if stream.restart_at == 0.0:  # just exited: back off, then resume
+                        stream.note_exit()
+                        continue
                     stream.start(logs)  # resumes: --out exists
                 if all(not s.alive() and s.complete() for s in streams):
                     break
@@ -665,8 +688,7 @@ def report(console: Console, audit: Audit, injector: FaultInjector, streams: lis
     table.add_row("duplicated", str(len(audit.duplicated)))
     table.add_row("corrupt files", str(len(audit.corrupt)))
     table.add_row("resumes", str(sum(s.starts - 1 for s in streams)))
-    table.add_row("abandoned attempts (killed mid-episode, rerun)",
-                  str(audit.abandoned_attempts))
+    table.add_row("episode directories without a result", str(audit.abandoned_attempts))
     table.add_row("leftover temporary files", str(audit.leftover_temp_files))
     table.add_row("wall time", f"{seconds:.0f} s")
     console.print(table)
