@@ -55,6 +55,10 @@ MODEL_CLASSES: dict[str, tuple[str, Dialect]] = {
     "qwen3_vl": ("Qwen3VLForConditionalGeneration", Dialect.QWEN3),
     "qwen3_vl_moe": ("Qwen3VLMoeForConditionalGeneration", Dialect.QWEN3),
     "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", Dialect.QWEN25),
+    # Qwen3.5 (natively multimodal successors; transformers >= 5.23): the same vision
+    # inputs (patch 16, merge 2, <|image_pad|>) and the same 0..1000 computer_use grid.
+    "qwen3_5": ("Qwen3_5ForConditionalGeneration", Dialect.QWEN3),
+    "qwen3_5_moe": ("Qwen3_5MoeForConditionalGeneration", Dialect.QWEN3),
 }
 
 

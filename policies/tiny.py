@@ -192,10 +192,12 @@ class TinyQwen3VLSpec(BaseModel):
     min_pixels: int = 32 * 32 * 4
     max_pixels: int = 32 * 32 * 80
     seed: int = 0
-    architecture: Literal["qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl"] = Field(
+    architecture: Literal["qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen3_5"] = Field(
         "qwen3_vl", description="qwen3_vl_moe builds the mixture-of-experts variant (4 "
         "experts, 2 per token); qwen2_5_vl a tiny Qwen2.5-VL (patch 14, window attention) "
-        "for the qwen25 dialect path.")
+        "for the qwen25 dialect path; qwen3_5 a tiny Qwen3.5 (Qwen3_5ForConditionalGeneration:"
+        " one Gated DeltaNet linear-attention layer, one full-attention layer, the same "
+        "patch-16 / merge-2 vision tower).")
 
 
 def _corpus() -> list[str]:
@@ -372,6 +374,11 @@ def build_model(spec: TinyQwen3VLSpec, tokenizer):
     if spec.architecture == "qwen2_5_vl":
         config = _qwen25_config(spec, tokenizer, ids, mrope_section)
         model_class: Any = Qwen2_5_VLForConditionalGeneration
+    elif spec.architecture == "qwen3_5":
+        from transformers import Qwen3_5ForConditionalGeneration
+
+        config = _qwen35_config(spec, tokenizer, ids)
+        model_class = Qwen3_5ForConditionalGeneration
     elif spec.architecture == "qwen3_vl_moe":
         model_class = Qwen3VLMoeForConditionalGeneration
     else:
@@ -414,6 +421,45 @@ def _qwen25_config(spec: TinyQwen3VLSpec, tokenizer, ids: dict[str, int], mrope_
     )
 
 
+def _qwen35_config(spec: TinyQwen3VLSpec, tokenizer, ids: dict[str, int]):
+    """A tiny Qwen3_5Config: layers alternate linear (Gated DeltaNet) and full attention
+    as the released models do (3:1 there, 1:1 here); rotary on a quarter of each head
+    (partial_rotary_factor 0.25, Qwen3.5's), split over (t, h, w) like Qwen3-VL's mrope."""
+    from transformers import Qwen3_5Config
+
+    rotary_half = int(spec.text_head_dim * 0.25) // 2
+    mrope_section = [rotary_half - 2 * (rotary_half * 3 // 8), rotary_half * 3 // 8,
+                     rotary_half * 3 // 8]
+    layer_types = ["linear_attention" if i % 2 == 0 else "full_attention"
+                   for i in range(spec.text_layers)]
+    return Qwen3_5Config(
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": spec.text_hidden_size,
+            "intermediate_size": spec.text_intermediate_size,
+            "num_hidden_layers": spec.text_layers, "layer_types": layer_types,
+            "num_attention_heads": spec.text_heads, "num_key_value_heads": spec.text_kv_heads,
+            "head_dim": spec.text_head_dim, "linear_key_head_dim": spec.text_head_dim,
+            "linear_value_head_dim": spec.text_head_dim,
+            "linear_num_key_heads": spec.text_kv_heads, "linear_num_value_heads": spec.text_heads,
+            "max_position_embeddings": 32768,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10_000_000.0,
+                                "partial_rotary_factor": 0.25, "mrope_section": mrope_section,
+                                "mrope_interleaved": True},
+            "pad_token_id": ids["<|endoftext|>"], "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        vision_config={
+            "depth": spec.vision_layers, "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": spec.vision_intermediate_size, "num_heads": spec.vision_heads,
+            "out_hidden_size": spec.text_hidden_size, "patch_size": 16, "spatial_merge_size": 2,
+            "temporal_patch_size": 2, "num_position_embeddings": spec.vision_position_grid ** 2,
+        },
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+
+
 def build_tiny_qwen3vl(out_dir: str | Path, spec: TinyQwen3VLSpec | None = None) -> Path:
     """Build the tiny checkpoint and save it (model, tokenizer, processor) to `out_dir`."""
     spec = spec or TinyQwen3VLSpec()
@@ -437,7 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="folder to write the checkpoint to")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
-    parser.add_argument("--architecture", choices=["qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl"],
+    parser.add_argument("--architecture",
+                        choices=["qwen3_vl", "qwen3_vl_moe", "qwen2_5_vl", "qwen3_5"],
                         default="qwen3_vl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
