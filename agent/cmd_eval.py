@@ -116,8 +116,9 @@ def eval_command(
     samples: Annotated[int, typer.Option(
         "--samples", min=1, help="Rollouts per (task, seed), e.g. a GRPO group size.")] = 1,
     num_envs: Annotated[int, typer.Option(
-        "--num-envs", min=1, help="Environments run at once in this process; their steps "
-        "share one batched policy call.")] = 1,
+        "--num-envs", min=1, help="Environments run at once in this process (a thread "
+        "each); every episode runs at its own pace, a local model batches the steps that "
+        "wait for it (docs/rollouts.md).")] = 1,
     model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     base_url: Annotated[str | None, typer.Option("--base-url",
                                                  help="Server URL (openai).")] = None,
@@ -154,19 +155,23 @@ def eval_command(
     list_tasks: Annotated[bool, typer.Option(
         "--list", help="List the suite's tasks and exit.")] = False,
     workers: Annotated[int, typer.Option(
-        "--workers", "-w", min=0, help="Run environments in N worker processes (or Ray "
-        "actors with --backend ray); a crashed worker is restarted. The policy stays in "
-        "this process and batches all workers' steps. 0: environments in this process.")] = 0,
+        "--workers", "-w", min=0, help="Run environments in N worker processes (Ray "
+        "actors with --backend ray, leases of a `cua serve-env` service with --backend "
+        "remote); a crashed worker is restarted. The policy stays in this process. "
+        "0: environments in this process.")] = 0,
     backend: Annotated[str, typer.Option(
-        "--backend", help="Where workers run: 'process' (this machine) or 'ray' (a Ray "
-        "cluster: RAY_ADDRESS or --ray-address; else a local one).")] = "process",
+        "--backend", help="Where workers run: 'process' (this machine), 'ray' (a Ray "
+        "cluster: RAY_ADDRESS or --ray-address; else a local one) or 'remote' (an "
+        "environment service: --backend-option url=..., token in CUA_ENV_TOKEN)."
+    )] = "process",
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="Ray cluster to join, e.g. 'auto' or ray://head:10001 "
         "(default: RAY_ADDRESS, else start a local Ray).")] = None,
     backend_option: Annotated[list[str] | None, typer.Option(
-        "--backend-option", help="Worker option KEY=VALUE (repeatable): call_timeout_s, "
-        "policy_calls=batched|concurrent|serial, batch_wait_s; ray: "
-        "actor_options='{\"num_cpus\": 1}', shared_storage=true.")] = None,
+        "--backend-option", help="Engine option KEY=VALUE (repeatable): "
+        "policy_calls=batched|concurrent|serial, batch_wait_s, max_batch, max_concurrency; "
+        "workers: call_timeout_s, start_timeout_s; ray: actor_options='{\"num_cpus\": 1}', "
+        "shared_storage=true; remote: url, timeout_s, lease_wait_s.")] = None,
     safety: Annotated[bool, typer.Option(
         "--safety", help="Turn on the action-policy layer (implied by the options below): "
         "typing into password fields is refused unless --allow-password-typing.")] = False,

@@ -364,7 +364,8 @@ async def run_engine(
                 unfinished -= 1
                 policy.episodes_active(min(pool.size, unfinished))
             result = await episode.finish()
-            pool.stats[host.index].errors += int(result.error is not None)
+            if result.error is not None:
+                pool.count_error(host)
             if after_episode is not None:
                 await after_episode(host, result)
         report.results[index] = result

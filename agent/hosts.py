@@ -294,6 +294,7 @@ class HostPool:
         for index in range(size):
             self._free.put_nowait(index)
         self.leased = 0
+        self._slot_of: dict[int, int] = {}
 
     @classmethod
     def of(cls, hosts: list[EnvironmentHost]) -> HostPool:
@@ -322,6 +323,7 @@ class HostPool:
         index = await self._free.get()
         try:
             host = await self._ready(index)
+            self._slot_of[id(host)] = index
             self.leased += 1
             try:
                 yield host
@@ -330,6 +332,10 @@ class HostPool:
                 self.stats[index].episodes += 1
         finally:
             self._free.put_nowait(index)
+
+    def count_error(self, host: EnvironmentHost) -> None:
+        """Count an episode that ended in an error on `host` (in its slot's stats)."""
+        self.stats[self._slot_of[id(host)]].errors += 1
 
     async def _ready(self, index: int) -> EnvironmentHost:
         host = self.hosts[index]

@@ -294,10 +294,16 @@ def execute_run(
 
 class Backend(enum.StrEnum):
     """Where environments run: threads of this process (no --workers), worker processes,
-    or Ray actors (agent.ray_backend)."""
+    Ray actors (agent.ray_backend), or an environment service (agent.engine_remote)."""
 
     PROCESS = "process"
     RAY = "ray"
+    REMOTE = "remote"
+
+
+def is_expert_policy(policy: str | Policy) -> bool:
+    """Whether `policy` names the suite's scripted expert ('oracle' / 'expert')."""
+    return isinstance(policy, str) and policy in EXPERT_POLICY_NAMES
 
 
 _POLICY_SERVICE_OPTIONS = ("policy_calls", "batch_wait_s", "max_batch", "max_concurrency")
@@ -323,12 +329,17 @@ def _run_todo(
     summary: RunSummary,
 ) -> None:
     """Run `todo` through the engine on one kind of environment host: threads of this
-    process (`num_envs` of them), worker processes or Ray actors (`workers`)."""
+    process (`num_envs` of them), worker processes, Ray actors or leases of an
+    environment service (`workers`)."""
     backend = Backend(backend)
     in_process = workers == 0 and backend is Backend.PROCESS
+    remote = backend is Backend.REMOTE
+    if remote and is_expert_policy(policy):
+        raise ValueError("scripted experts run beside their environment, so not on remote "
+                         "environments; pick a model policy")
     opts = dict(backend_options or {})
     service_opts = {k: opts.pop(k) for k in _POLICY_SERVICE_OPTIONS if k in opts}
-    expert = isinstance(policy, str) and policy in EXPERT_POLICY_NAMES
+    expert = is_expert_policy(policy)
     if expert and make_expert is None:
         raise ValueError(f"policy {policy!r} is a scripted expert, and this environment has "
                          "none; pick a model policy")
@@ -347,10 +358,20 @@ def _run_todo(
     async def main() -> None:
         worker_hosts: list[Any] = []
         ray_session: Any = None
+        client: Any = None
         if in_process:
             async def start_host(index: int) -> EnvironmentHost:
                 return await ThreadHost.start(index, make_environment,
                                               make_expert if expert else None)
+        elif remote:
+            from agent.engine_remote import RemoteHost, client_from_options
+
+            client = client_from_options(opts)
+            if opts:
+                raise ValueError(f"unknown remote backend options: {sorted(opts)}")
+
+            async def start_host(index: int) -> EnvironmentHost:
+                return await RemoteHost.start(index, client)
         else:
             from agent.workers import EnvironmentFactory, WorkerHost
 
@@ -388,7 +409,7 @@ def _run_todo(
         service: PolicyService | None = None
         try:
             await pool.start_all()
-            if not in_process:
+            if worker_hosts:
                 console.print(f"[dim]{size} {backend.value} workers: pids "
                               f"{', '.join(str(h.worker.info.get('pid')) for h in worker_hosts)}"
                               "[/dim]")
@@ -404,7 +425,7 @@ def _run_todo(
             label = title if in_process else f"{title} ×{size}"
             with RunProgress(console, label, len(todo), show=show_progress, summary=summary,
                              max_consecutive_errors=max_consecutive_errors) as progress:
-                if in_process:
+                if not worker_hosts:
                     await run_engine(pool, service, specs, options=options,
                                      on_result=progress.on_result)
                 else:
@@ -414,7 +435,7 @@ def _run_todo(
                     report = await run_on_worker_hosts(pool, hosts, service, specs,
                                                        options=options,
                                                        on_result=progress.on_result)
-            if not in_process:
+            if worker_hosts:
                 console.print(workers_table(report))
                 summary.worker_report = report  # per-worker stats, for benchmarks
         finally:
@@ -423,6 +444,8 @@ def _run_todo(
             await pool.close()
             if ray_session is not None:
                 await asyncio.to_thread(ray_session.close)
+            if client is not None:
+                await client.aclose()
 
     try:
         run_blocking(main)

@@ -359,7 +359,10 @@ async def part_b(episodes: int, step_times: dict[str, list[float]], args: argpar
                  ) -> list[Figures]:
     scale = args.time_scale
     scaled = {k: [t * scale for t in v] for k, v in step_times.items()}
-    kinds = simulated_kinds(scaled, episodes)
+    per_env = args.episodes_per_env
+    if episodes % per_env:
+        raise SystemExit(f"--episodes {episodes} is not a multiple of --episodes-per-env")
+    kinds = simulated_kinds(scaled, episodes // per_env)
     out: list[Figures] = []
     for scheduler in ("lockstep", "engine"):
         server = SimulatedServer(args.base_s * scale, args.per_request_s * scale)
@@ -371,9 +374,11 @@ async def part_b(episodes: int, step_times: dict[str, list[float]], args: argpar
         rng = random.Random(episodes)
         groups = []
         for i, host in enumerate(hosts):
-            task = Task(suite="sim", task_id=f"{kinds[i]}-{i}", seed=i,
-                        max_steps=rng.randint(args.min_steps, args.max_steps))
-            groups.append((host, [EpisodeSpec(task=task, episode_id=f"sim-{i}")]))
+            specs = [EpisodeSpec(task=Task(suite="sim", task_id=f"{kinds[i]}-{i}", seed=n,
+                                           max_steps=rng.randint(args.min_steps,
+                                                                 args.max_steps)),
+                                 episode_id=f"sim-{i}-{n}") for n in range(per_env)]
+            groups.append((host, specs))
         service = _clicking_service(server)
         try:
             out.append(await measure(f"simulated, {episodes} episodes", scheduler, groups,
@@ -498,6 +503,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="simulated server: seconds per request at an empty server")
     parser.add_argument("--per-request-s", type=float, default=0.03,
                         help="simulated server: extra seconds per request in flight")
+    parser.add_argument("--episodes-per-env", type=int, default=1,
+                        help="(b) episodes each simulated environment runs in turn "
+                        "(1: as many environments as episodes)")
     parser.add_argument("--min-steps", type=int, default=6)
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--skip-real", action="store_true", help="skip part (a)")
@@ -505,12 +513,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--android-envs", type=int, default=2)
     parser.add_argument("--real-episodes", type=int, default=2,
                         help="(a) episodes per environment and scheduler")
+    parser.add_argument("--step-times-from", type=Path,
+                        help="(b) step times from the JSON of an earlier run (its part (a))")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)
     console = Console()
     rows: list[Figures] = []
     step_times = DEFAULT_STEP_TIMES_S
     source = "defaults (docs/rollouts.md)"
+    if args.step_times_from:
+        step_times = json.loads(args.step_times_from.read_text())["step_times_s"]
+        source = str(args.step_times_from)
     with tempfile.TemporaryDirectory(prefix="perf-async-") as tmp:
         if not args.skip_real:
             real, measured = asyncio.run(part_a(args, Path(tmp), console))
@@ -530,7 +543,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(table(simulated, "(b) simulated environments (measured step times) and "
                         "simulated served policy"))
     figures = {"rows": [{**r.__dict__, "steps_per_s": r.steps_per_s} for r in rows],
-               "step_times_source": source,
+               "step_times_source": source, "step_times_s": step_times,
                "server": {"base_s": args.base_s, "per_request_s": args.per_request_s,
                           "time_scale": args.time_scale}}
     if args.json:

@@ -1,0 +1,59 @@
+"""The engine on remote environments: `--backend remote` leases environments of a real
+environment service (FastAPI + uvicorn on loopback, agent.env_service) through
+agent.engine_remote.RemoteHost. Plumbing: the service hosts our scripted environment."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from conftest_loop import CLICK, TERMINATE, ScriptedEnv, ScriptedPolicy, out
+from rich.console import Console
+
+from agent.runner import run_suite
+from benchmarks.miniwob import MiniWoBSuite
+from tests.conftest_env_service import TOKEN, running_service
+from trajectories.store import RunDir
+
+
+class _ScriptedMiniWoB(MiniWoBSuite):
+    """MiniWoB's task list on scripted environments (no browser)."""
+
+    def make_environment(self, **options):
+        return ScriptedEnv()
+
+
+def test_a_suite_runs_on_leased_remote_environments_and_resumes(tmp_path):
+    suite = _ScriptedMiniWoB()
+    with running_service(suite=suite, max_envs=2) as (url, app):
+        options = {"url": url, "token": TOKEN}
+        policy = ScriptedPolicy([out(CLICK), out(TERMINATE)])
+        first = run_suite(suite, policy, ["click-test"], 2, 0, tmp_path / "run", workers=2,
+                          backend="remote", backend_options=options,
+                          console=Console(file=io.StringIO()))
+        again = run_suite(suite, policy, ["click-test", "click-button"], 2, 0,
+                          tmp_path / "run", workers=2, backend="remote",
+                          backend_options=options, console=Console(file=io.StringIO()))
+        assert len(app.state.pool.slots) == 2  # two environments served, reused
+    assert (first.ran, again.ran, again.skipped) == (2, 2, 2)
+    results = RunDir(tmp_path / "run").results()
+    assert len(results) == 4 and all(r.success and r.steps == 2 for r in results)
+    assert all(r.terminated_by == "terminate" for r in results)
+
+
+def test_remote_backend_needs_a_url_and_a_token_and_a_model_policy(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUA_ENV_TOKEN", raising=False)
+    suite = _ScriptedMiniWoB()
+    policy = ScriptedPolicy([out(TERMINATE)])
+    quiet = Console(file=io.StringIO())
+    with pytest.raises(ValueError, match="url="):
+        run_suite(suite, policy, ["click-test"], 1, 0, tmp_path / "a", workers=1,
+                  backend="remote", console=quiet)
+    with pytest.raises(ValueError, match="CUA_ENV_TOKEN"):
+        run_suite(suite, policy, ["click-test"], 1, 0, tmp_path / "b", workers=1,
+                  backend="remote", backend_options={"url": "http://127.0.0.1:9"},
+                  console=quiet)
+    with pytest.raises(ValueError, match="model policy"):
+        run_suite(suite, "oracle", ["click-test"], 1, 0, tmp_path / "c", workers=1,
+                  backend="remote", backend_options={"url": "http://127.0.0.1:9"},
+                  console=quiet)
