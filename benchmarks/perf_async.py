@@ -60,11 +60,12 @@ from agent.engine import EpisodeRun, EpisodeSpec, LoopOptions, run_engine
 from agent.engine_policy import ConcurrentPolicy
 from agent.hosts import EnvironmentHost, HostPool, ThreadHost
 
-# Step times (s) of the real environments, measured by part (a) on this machine
-# (2 shared cores): used by part (b) when part (a) is skipped. See docs/rollouts.md.
+# Step times (s) of the real environments, deciles of what part (a) measured on this
+# machine (2 cores shared with other jobs, load average ~30; 2026-12-02): used by part (b)
+# when part (a) is skipped. Quiet machines step faster; see docs/rollouts.md.
 DEFAULT_STEP_TIMES_S = {
-    "web": [0.08, 0.09, 0.1, 0.11, 0.12, 0.14, 0.16, 0.2, 0.25, 0.35],
-    "android": [0.3, 0.33, 0.36, 0.4, 0.42, 0.45, 0.5, 0.6, 0.75, 1.0],
+    "web": [0.06, 0.28, 0.39, 0.48, 0.57, 0.59, 0.65, 0.77, 1.01, 1.47],
+    "android": [0.33, 0.79, 0.97, 1.06, 1.24, 1.39, 1.55, 2.06, 2.16, 2.49],
 }
 
 
