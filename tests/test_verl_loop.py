@@ -2,7 +2,12 @@
 
 verl cannot be installed here: verl 0.9.1 (PyPI) installs beside torch 2.13.0 in a plain
 venv (it also needs cachetools, uvicorn and fastapi, which it does not declare), but it
-requires transformers>=5.5.3,<5.11 and this project runs transformers 5.24. So these tests
+requires transformers>=5.5.3,<5.11 and this project runs transformers 5.24; and under
+transformers 5.10.4 (what pip picks for verl 0.9.1) the Qwen2/3-VL image processors
+import torchvision, which has no build for this CPU torch 2.13.0. In that throwaway venv
+GUIAgentLoop imports, subclasses verl's own AgentLoopBase, and verl's AgentLoopOutput
+takes what the loop returns (as_dict() gives rm_scores with the reward on the last token);
+the episode itself cannot run there for lack of an image processor. So these tests
 run the loop against our copy of verl's interface (agent/trainers/verl_interface.py),
 written from verl 0.9.1's signatures; `test_interface_copy_matches_verl_0_9_1` pins that
 copy to facts read from verl 0.9.1's agent_loop.py (and checks the real classes when verl
