@@ -193,6 +193,9 @@ def eval_command(
         "(one batched generate in-process; concurrent requests for a server).")] = 8,
     limit: Annotated[int | None, typer.Option(
         "--limit", min=1, help="Grounding benchmarks: only the first N samples.")] = None,
+    record_click_targets: Annotated[bool, typer.Option(
+        "--record-click-targets", help="Web suites: record the element each click hits, so "
+        "`cua export grounding RUN` can turn the clicks into grounding samples.")] = False,
 ) -> None:
     """Evaluate a policy on a suite: a progress bar, then a per-task results table.
 
@@ -227,6 +230,10 @@ def eval_command(
         raise fail(console, str(exc.args[0])) from None
     except SuiteUnavailable as exc:
         raise fail(console, str(exc)) from None
+    if record_click_targets:
+        from benchmarks.grounding.click_targets import ClickTargetSuite
+
+        suite_obj = ClickTargetSuite(suite_obj)
     if list_tasks:
         for task_id in suite_obj.list_tasks():
             console.print(task_id, highlight=False)

@@ -148,3 +148,39 @@ def export_rl_command(
     for problem in report.problems:
         console.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
     console.print(f"wrote {out / report.data_file}")
+
+
+@export_app.command("grounding")
+def export_grounding_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory recorded with "
+                                            "--record-click-targets.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (ScreenSpot-Pro "
+                                      "format: annotations/, images/).")],
+    successful_only: Annotated[bool, typer.Option(
+        "--successful-only", help="Only clicks of episodes that succeeded.")] = False,
+) -> None:
+    """Every click of a recorded run whose target element is known becomes a grounding
+    sample (the screen before the click, an instruction built from the element, its box).
+    Evaluate them with `cua eval screenspot-pro --data OUT`."""
+    from trajectories.export_grounding import export_grounding
+
+    console = Console()
+    try:
+        report = export_grounding(run_dir, out, successful_only=successful_only)
+    except (TrajectoryStoreError, FileExistsError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    table = Table(title="export grounding", show_header=False)
+    table.add_row("source run", report.source_run)
+    table.add_row("clicks", str(report.clicks))
+    table.add_row("samples", str(report.samples))
+    table.add_row("images", str(report.images))
+    for reason, count in sorted(report.skipped.items()):
+        table.add_row(f"skipped: {reason}", str(count))
+    console.print(table)
+    if not report.samples:
+        console.print("[yellow]no samples[/yellow]: record the run with "
+                      "`cua eval ... --record-click-targets`")
+        raise typer.Exit(1)
+    console.print(f"wrote {out}; evaluate with `cua eval screenspot-pro --data {out}`",
+                  highlight=False)

@@ -38,68 +38,52 @@ from pydantic import BaseModel
 
 from actions.contracts import Task
 from actions.observation import Observation, Size
+from trajectories.export_grounding import instruction_for, screenspot_pro_record
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "COLLECT_ELEMENTS_JS", "GeneratedScreen", "instruction_for", "samples_from_elements",
+    "COLLECT_ELEMENTS_JS", "DESCRIBE_ELEMENT_JS", "GeneratedScreen", "samples_from_elements",
     "synthetic_page", "write_screenspot_pro", "generate_miniwob", "generate_web",
 ]
 
-# Reads every candidate element's box and names; runs in the page.
-COLLECT_ELEMENTS_JS = """() => {
-  const sel = 'a, button, input, select, textarea, label, h1, h2, h3, h4, [role], [aria-label],'
-    + ' [title], img, svg, [onclick], span, td, li, p';
-  const out = [];
-  const vw = window.innerWidth, vh = window.innerHeight;
-  for (const el of document.querySelectorAll(sel)) {
+# Describes one element (box in CSS px clipped to the viewport, tag, role, visible text,
+# accessible name); shared by the collector below and the click-target probe
+# (benchmarks.grounding.click_targets).
+DESCRIBE_ELEMENT_JS = """
+  const describe = (el) => {
     const r = el.getBoundingClientRect();
-    const style = getComputedStyle(el);
-    if (style.visibility === 'hidden' || style.display === 'none' || +style.opacity === 0) continue;
-    const x1 = Math.max(0, r.left), y1 = Math.max(0, r.top);
-    const x2 = Math.min(vw, r.right), y2 = Math.min(vh, r.bottom);
-    if (x2 - x1 < 4 || y2 - y1 < 4) continue;
-    const top = document.elementFromPoint((x1 + x2) / 2, (y1 + y2) / 2);
-    if (!top || !(el === top || el.contains(top))) continue;
+    const vw = window.innerWidth, vh = window.innerHeight;
     let text = '';
     if (el.tagName === 'INPUT' && ['button', 'submit', 'reset'].includes(el.type)) text = el.value;
     else if (el.tagName === 'INPUT' || el.tagName === 'TEXTAREA') text = el.value || el.placeholder;
     else if (el.tagName === 'SELECT') text = el.selectedOptions.length ? el.selectedOptions[0].text : '';
     else text = el.innerText || '';
-    out.push({x1, y1, x2, y2, tag: el.tagName.toLowerCase(), type: el.type || '',
-      role: el.getAttribute('role') || '', text: text.trim().replace(/\\s+/g, ' '),
+    return {x1: Math.max(0, r.left), y1: Math.max(0, r.top), x2: Math.min(vw, r.right),
+      y2: Math.min(vh, r.bottom), tag: el.tagName.toLowerCase(), type: el.type || '',
+      role: el.getAttribute('role') || '', text: (text || '').trim().replace(/\\s+/g, ' '),
       label: el.getAttribute('aria-label') || el.getAttribute('title') || el.getAttribute('alt')
         || '',
-      interactive: el.matches('a, button, input, select, textarea, [role=button], [onclick]')});
+      interactive: el.matches('a, button, input, select, textarea, [role=button], [onclick]')};
+  };
+"""
+
+# Reads every candidate element's box and names; runs in the page.
+COLLECT_ELEMENTS_JS = """() => {""" + DESCRIBE_ELEMENT_JS + """
+  const sel = 'a, button, input, select, textarea, label, h1, h2, h3, h4, [role], [aria-label],'
+    + ' [title], img, svg, [onclick], span, td, li, p';
+  const out = [];
+  for (const el of document.querySelectorAll(sel)) {
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || style.display === 'none' || +style.opacity === 0) continue;
+    const d = describe(el);
+    if (d.x2 - d.x1 < 4 || d.y2 - d.y1 < 4) continue;
+    const top = document.elementFromPoint((d.x1 + d.x2) / 2, (d.y1 + d.y2) / 2);
+    if (!top || !(el === top || el.contains(top))) continue;
+    out.push(d);
   }
   return out;
 }"""
-
-_KIND_BY_ROLE = {"button": "button", "link": "link", "checkbox": "checkbox", "tab": "tab",
-                 "menuitem": "menu item", "textbox": "text field", "radio": "radio button"}
-_KIND_BY_TAG = {"a": "link", "button": "button", "select": "drop-down list",
-                "textarea": "text area", "label": "label", "h1": "heading", "h2": "heading",
-                "h3": "heading", "h4": "heading", "img": "image", "li": "list item",
-                "td": "table cell"}
-_KIND_BY_INPUT = {"checkbox": "checkbox", "radio": "radio button", "button": "button",
-                  "submit": "button", "reset": "button"}
-
-
-def instruction_for(element: dict[str, Any]) -> tuple[str, str] | None:
-    """(instruction, ui_type) for a collected element, or None when nothing names it."""
-    tag, role = element.get("tag", ""), element.get("role", "")
-    kind = (_KIND_BY_ROLE.get(role) or (_KIND_BY_INPUT.get(element.get("type", ""), "text field")
-                                       if tag == "input" else None)
-            or _KIND_BY_TAG.get(tag) or "text")
-    text = (element.get("text") or "").strip()
-    label = (element.get("label") or "").strip()
-    if text and len(text) <= 60 and "\n" not in text:
-        return f'the "{text}" {kind}', "text"
-    if label and len(label) <= 60:
-        if kind in ("button", "link", "image", "text"):
-            kind = "icon"
-        return f'the "{label}" {kind}', "icon"
-    return None
 
 
 class GeneratedScreen(BaseModel):
@@ -138,12 +122,9 @@ def samples_from_elements(elements: list[dict[str, Any]], scale: float, image_si
         if not nested:
             continue  # two separate elements answer to it: ambiguous
         box, ui_type = outer
-        records.append({
-            "img_filename": f"{screen_name}.png", "bbox": list(box),
-            "img_size": [image_size.width, image_size.height], "instruction": instruction,
-            "instruction_cn": "", "application": application, "platform": platform,
-            "ui_type": ui_type, "group": group, "id": f"{screen_name}-{len(records):03d}",
-        })
+        records.append(screenspot_pro_record(
+            f"{screen_name}.png", box, image_size, instruction, ui_type, application=application,
+            platform=platform, group=group, sample_id=f"{screen_name}-{len(records):03d}"))
     return records
 
 
