@@ -42,6 +42,10 @@ class Observation(BaseModel):
     a11y_tree: str | None = Field(None, repr=False, description="Accessibility tree / DOM text.")
     url: str | None = None
     app: str | None = Field(None, description="Foreground app or window, where known.")
+    pointer: tuple[int, int] | None = Field(
+        None, description="Where the mouse pointer is, input-space pixels (x, y), where the "
+        "environment knows it (web, desktop; None on touch screens). A cookbook-style "
+        "left_click_drag that names only its target drags from here.")
     timestamp: float = Field(default_factory=time.time, description="Unix time of the capture.")
     execute_s: float | None = Field(None, description="Seconds spent executing the action.")
     settle_s: float | None = Field(None, description="Seconds spent waiting for the UI to settle.")

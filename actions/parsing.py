@@ -55,7 +55,7 @@ from actions.schemas import (
 )
 
 __all__ = [
-    "ParsedResponse", "action_to_call", "parse_tool_calls", "render_response",
+    "ParsedResponse", "action_to_call", "parse_tool_calls", "pointer_after", "render_response",
     "render_tool_call",
 ]
 
@@ -794,10 +794,11 @@ def _parse_into(result: ParsedResponse, text: str, converter: CoordinateConverte
             result.errors.append(f"{prefix}: {exc} (in {_snippet(raw)})")
             continue
         result.actions.append(action)
-        pointer = _pointer_after(action, pointer)
+        pointer = pointer_after(action, pointer)
 
 
-def _pointer_after(action: Action, pointer: tuple[int, int] | None) -> tuple[int, int] | None:
+def pointer_after(action: Action, pointer: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Where the mouse pointer is after `action`, given where it was (None: unknown)."""
     if isinstance(action, Click | MouseMove | LongPress):
         return action.x, action.y
     if isinstance(action, Drag | Swipe):

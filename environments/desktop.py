@@ -656,7 +656,8 @@ class DesktopEnv:
         size = Size(width=frame.size[0], height=frame.size[1])
         return Observation(
             screenshot_png=self.screenshot_png(frame), screen_size=self.screen_size,
-            screenshot_size=size, app=self.active_window_title(), **fields,
+            screenshot_size=size, app=self.active_window_title(),
+            pointer=self.pointer_position(), **fields,
         )
 
     # ----------------------------------------------------------------- Environment

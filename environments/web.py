@@ -55,6 +55,7 @@ from actions.models import (
     mobile_key_error,
 )
 from actions.observation import Observation, Size, png_size
+from actions.parsing import pointer_after
 from environments._settle import SettleResult, Watchdog, wait_until_settled
 
 logger = logging.getLogger(__name__)
@@ -286,6 +287,7 @@ class WebEnvironment:
         self._browser: Any = None
         self._context: Any = None
         self._page: Any = None
+        self._pointer: tuple[int, int] = (0, 0)
         self._browser_pid: int | None = None
         self._crash_reason: str | None = None
         self._pending_requests: dict[Any, float] = {}
@@ -488,6 +490,7 @@ class WebEnvironment:
         if self._page is page:
             return
         self._page = page
+        self._pointer = (0, 0)  # a page's mouse starts at its top-left corner (Playwright)
         main_frame = page.main_frame
 
         def on_navigated(frame: Any) -> None:
@@ -722,6 +725,7 @@ class WebEnvironment:
                 elif error := self._in_screen(x, y):
                     return error
                 mouse.move(x, y)
+                self._pointer = (x, y)
                 distance = amount * self.config.scroll_notch_px
                 dx = {"left": -distance, "right": distance}.get(direction, 0)
                 dy = {"up": -distance, "down": distance}.get(direction, 0)
@@ -758,6 +762,7 @@ class WebEnvironment:
                 pass
             case _:
                 return f"action {action.type!r} is not supported by the web environment"
+        self._pointer = pointer_after(action, self._pointer) or self._pointer
         return None
 
     def _press(self, keys: tuple[str, ...]) -> str | None:
@@ -881,6 +886,7 @@ class WebEnvironment:
             instruction=instruction,
             a11y_tree=a11y,
             url=self.page.url,
+            pointer=self._pointer,
             execute_s=execute_s,
             settle_s=settled.settle_s,
             action_error=action_error,

@@ -178,8 +178,9 @@ class BuiltPrompt:
     converter: maps the model's coordinates for the *current* screenshot to the screen.
     tool: the function definition shown to the model.
     profile: the prompt profile the prompt was built with (name) and its template hash.
-    pointer: where the cursor is (input-space px) after the episode's last pointer action,
-        if any: the start of a cookbook-style `left_click_drag` that names only its target.
+    pointer: where the cursor is (input-space px): the observation's pointer when the
+        environment reports it, else where the episode's last pointer action left it, if
+        any: the start of a cookbook-style `left_click_drag` that names only its target.
     """
 
     messages: list[dict[str, Any]]
@@ -291,7 +292,8 @@ def build_prompt(state: EpisodeState, config: PromptConfig) -> BuiltPrompt:
     messages.append({"role": "user",
                      "content": opening_turn(current) if user is None else user + [current]})
     return BuiltPrompt(messages=messages, image_pngs=pngs, images=refs, converter=converter,
-                       tool=tool, platform=state.platform, pointer=last_pointer(history),
+                       tool=tool, platform=state.platform,
+                       pointer=obs.pointer if obs.pointer is not None else last_pointer(history),
                        profile=profile.name, profile_hash=profile.template_hash(), _pil=pil)
 
 

@@ -38,6 +38,7 @@ def test_click_lands_on_the_exact_pixel(desktop: DesktopEnv, probe: Probe) -> No
     assert presses(probe, 1) == [(x, y)]
     assert [(e["x"], e["y"]) for e in probe.events("release")] == [(x, y)]
     assert desktop.pointer_position() == (x, y)
+    assert obs.pointer == (x, y)  # the observation reports the X pointer
 
 
 def test_right_and_double_click(desktop: DesktopEnv, probe: Probe) -> None:  # noqa: F811
