@@ -48,6 +48,7 @@ from pydantic import BaseModel, Field, ValidationError
 from actions.contracts import Environment, EnvironmentCrashed, Task
 from actions.models import Action, ActionAdapter
 from actions.observation import Observation, png_sha256
+from agent.engine import format_error
 from agent.env_protocol import (
     SHA256_HEADER,
     EnvironmentStatus,
@@ -60,7 +61,6 @@ from agent.env_protocol import (
     ResetReply,
     ResetRequest,
 )
-from agent.loop import format_error
 
 logger = logging.getLogger(__name__)
 
