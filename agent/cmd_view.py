@@ -1,4 +1,5 @@
-"""`cua view RUN_DIR [--serve --port P]`: a static HTML report of a run."""
+"""`cua view RUN_DIR [RUN_B] [--serve --port P]`: a static HTML report of a run (it works
+on a run still in progress), or a task-by-task comparison of two runs."""
 
 from __future__ import annotations
 
@@ -15,21 +16,28 @@ from agent.cli import app
 @app.command("view")
 def view_command(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (from cua eval / run).")],
+    other_run: Annotated[Path | None, typer.Argument(
+        help="A second run directory: compare the two, task by task.")] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Report folder (default: RUN_DIR/report).")] = None,
+        "--out", "-o", help="Report folder (default: RUN_DIR/report, or "
+        "RUN_DIR/compare-<RUN_B name> for a comparison).")] = None,
     serve: Annotated[bool, typer.Option(
         "--serve", help="Serve the report on localhost until Ctrl-C.")] = False,
     port: Annotated[int, typer.Option("--port", min=0, max=65535,
                                       help="Port for --serve (0 = any free port).")] = 8765,
 ) -> None:
-    """Write the report: results table with filters, and per episode every step's
+    """Write the report: plots, results table with filters, and per episode every step's
     screenshot with its actions drawn on it, thought, raw output, errors, timings."""
     from trajectories.store import TrajectoryStoreError
-    from trajectories.viewer import build_report, serve_report
+    from trajectories.viewer import build_comparison, build_report, serve_report
 
     console = Console()
     try:
-        index = build_report(run_dir, out)
+        if other_run is not None:
+            index = build_comparison(run_dir, other_run,
+                                     out or run_dir / f"compare-{other_run.name}")
+        else:
+            index = build_report(run_dir, out)
     except TrajectoryStoreError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from actions.contracts import Environment, Task
 from actions.models import Action, Key, Navigate, OpenApp, Type, Wait
 from actions.observation import Observation
-from agent.step_stream import action_in_words
+from actions.words import action_in_words
 
 logger = logging.getLogger(__name__)
 

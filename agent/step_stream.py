@@ -21,8 +21,8 @@ from typing import Any, Literal, TextIO
 from rich.console import Console
 from rich.markup import escape
 
-from actions.models import Action
 from actions.observation import Observation
+from actions.words import action_in_words
 from trajectories.record import EpisodeRecord, EpisodeResult, ObservationMeta, StepRecord
 
 StreamMode = Literal["text", "json", "quiet"]
@@ -34,42 +34,6 @@ def shorten(text: str | None, limit: int = THOUGHT_CHARS) -> str:
     """`text` on one line, cut to `limit` characters with an ellipsis."""
     flat = " ".join((text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def action_in_words(action: Action) -> str:
-    """A short description of an action with its coordinates, e.g. "click (512, 300)"."""
-    data = action.model_dump(mode="json")
-    kind = data.pop("type")
-    if kind in ("drag", "swipe"):
-        return (f"{kind} ({data['start_x']}, {data['start_y']}) → "
-                f"({data['end_x']}, {data['end_y']})")
-    if kind == "click":
-        button = "" if data.get("button") == "left" else f"{data.get('button')} "
-        times = {1: "", 2: "double-", 3: "triple-"}.get(data.get("clicks", 1), "")
-        return f"{times}{button}click ({data['x']}, {data['y']})"
-    if kind in ("mouse_move", "long_press"):
-        return f"{kind.replace('_', ' ')} ({data['x']}, {data['y']})"
-    if kind == "scroll":
-        where = f" at ({data['x']}, {data['y']})" if data.get("x") is not None else ""
-        return f"scroll {data['direction']} {data['amount']}{where}"
-    if kind == "type":
-        return f"type {json.dumps(data['text'], ensure_ascii=False)}"
-    if kind == "key":
-        return "key " + "+".join(data["keys"])
-    if kind == "open_app":
-        return f"open app {json.dumps(data['name'], ensure_ascii=False)}"
-    if kind == "navigate":
-        return f"navigate to {data['url']}"
-    if kind == "system_button":
-        return f"press {data['button']}"
-    if kind == "wait":
-        return f"wait {data['seconds']} s"
-    if kind == "answer":
-        return f"answer {json.dumps(data['text'], ensure_ascii=False)}"
-    if kind == "terminate":
-        return f"terminate ({data['status']})"
-    rest = ", ".join(f"{k}={v}" for k, v in data.items())
-    return f"{kind} {rest}".strip()
 
 
 def interventions_of(record: StepRecord) -> list[dict[str, Any]]:
@@ -197,5 +161,4 @@ class StreamingRunWriter:
         return StreamingRecorder(self.inner.start_episode(episode_id), self.stream)
 
 
-__all__ = ["StepStream", "StreamingRecorder", "StreamingRunWriter", "action_in_words",
-           "shorten", "step_event"]
+__all__ = ["StepStream", "StreamingRecorder", "StreamingRunWriter", "shorten", "step_event"]

@@ -1,5 +1,7 @@
 """The HTML report in real headless Chromium: it renders, filters work, action overlays
-sit where the actions were, and script-injection strings in model output stay text."""
+sit where the actions were and leave the point itself visible, keys move between steps,
+the plots load, two runs compare task by task, and script-injection strings in model
+output stay text. Plumbing tests against recorded runs built here."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from actions.observation import Observation, Size
 from environments.web import CHROMIUM_FLAGS
 from trajectories.record import ActionExecution, EpisodeRecord, EpisodeResult, StepRecord
 from trajectories.store import RunWriter
-from trajectories.viewer import build_report, serve_report
+from trajectories.viewer import build_comparison, build_report, serve_report
 
 INJECTIONS = (
     '<img src=x onerror="window.__pwned = \'img\'">',
@@ -190,7 +192,85 @@ def _check_inert(page, dialogs: list[str], errors: list[str]) -> None:
     assert "<b>now</b>" in page.locator(".instruction").text_content()
     typed = page.locator(".typed").first.text_content()
     assert typed == INJECTIONS[1]
-    assert page.locator("svg.overlay text.typed-label").count() == 1
+    # typed text is named in the caption under the screenshot, never drawn over it
+    assert page.locator("figcaption.caption .typed").first.text_content() == INJECTIONS[1]
+    assert page.locator("svg.overlay text:not(.label)").count() == 0
     parse_error = page.locator("section.step").nth(2).locator("li.error").first.text_content()
     assert INJECTIONS[3] in parse_error
+    page.close()
+
+
+def test_overlay_never_hides_the_point_it_marks(browser, report: Path) -> None:
+    """Screenshot check: with and without the overlay, the pixels at the clicked point are
+    the same (a hollow ring), while the ring itself is drawn around it."""
+    page, _, _ = _open(browser, (report.parent / "episodes" / "evil_seed0.html").as_uri())
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && "
+                           "i.naturalWidth > 0)")
+    marker = page.locator("section.step").first.locator("circle.marker").first
+    box = marker.bounding_box()
+    centre = {"x": box["x"] + box["width"] / 2 - 2, "y": box["y"] + box["height"] / 2 - 2,
+              "width": 4, "height": 4}
+    ring = {"x": box["x"] - 2, "y": box["y"] + box["height"] / 2 - 2, "width": 6, "height": 4}
+    with_overlay = (page.screenshot(clip=centre), page.screenshot(clip=ring))
+    page.evaluate("document.querySelectorAll('svg.overlay').forEach(s => s.style.display = "
+                  "'none')")
+    without = (page.screenshot(clip=centre), page.screenshot(clip=ring))
+    assert with_overlay[0] == without[0], "the overlay covers the point it marks"
+    assert with_overlay[1] != without[1], "the ring around the point is not drawn"
+    page.close()
+
+
+def test_keys_move_between_steps(browser, report: Path) -> None:
+    page, _, errors = _open(browser, (report.parent / "episodes" / "evil_seed0.html").as_uri())
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    assert page.evaluate("location.hash") == "#step-1"
+    assert page.locator("section.step.current").get_attribute("id") == "step-1"
+    page.keyboard.press("G")
+    assert page.evaluate("location.hash") == "#step-2"
+    page.keyboard.press("k")
+    assert page.locator("section.step.current").get_attribute("id") == "step-1"
+    page.keyboard.press("g")
+    assert page.evaluate("location.hash") == "#step-0"
+    assert errors == []
+    page.close()
+
+
+def test_plots_render(browser, report: Path) -> None:
+    page, _, errors = _open(browser, (report.parent / "index.html").as_uri())
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    plots = page.locator(".plots img")
+    assert plots.count() == 3
+    sizes = page.evaluate("Array.from(document.querySelectorAll('.plots img'))"
+                          ".map(i => [i.naturalWidth, i.naturalHeight, i.alt])")
+    for width, height, _alt in sizes:
+        assert width >= 400 and height >= 150, sizes
+    assert "click-evil: run0 100% of 1" in sizes[0][2]  # the alt text says it in words
+    assert "median" in sizes[1][2] and "policy median 0.50 s" in sizes[2][2]
+    assert errors == []
+    page.close()
+
+
+def test_two_runs_compare_task_by_task(browser, report: Path, tmp_path: Path) -> None:
+    second = tmp_path / "second"
+    writer = RunWriter(second, {"suite": "web", "policy": "other"}, fsync=False)
+    _episode(writer, "plain_seed0", "click-plain", True, 1,
+             [PolicyOutput(raw_text="click", actions=[Click(x=10, y=10)])])
+    _episode(writer, "evil_seed0", "click-evil", False, 1,
+             [PolicyOutput(raw_text="x", actions=[Click(x=1, y=1)])] * 2)
+    index = build_comparison(report.parent.parent, second, tmp_path / "compare")
+    page, _, errors = _open(browser, index.as_uri())
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && "
+                           "i.naturalWidth > 0)")
+    rows = {r.get_attribute("data-task"): r for r in page.locator("#compare tbody tr").all()}
+    assert set(rows) == {"click-evil", "click-plain"}
+    assert rows["click-evil"].get_attribute("class") == "worse"
+    assert rows["click-plain"].get_attribute("class") == "better"
+    assert rows["click-plain"].locator("td.change").text_content() == "+100%"
+    assert "3.0" in rows["click-evil"].text_content() and "2.0" in rows["click-evil"].text_content()
+    assert page.locator(".plots img").count() == 3
+    page.click("a[href='b/index.html']")
+    page.wait_for_url("**/b/index.html")
+    assert page.locator("#results tbody tr").count() == 2
+    assert errors == []
     page.close()

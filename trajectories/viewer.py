@@ -2,22 +2,30 @@
 
 `build_report(run_dir)` writes ``RUN/report/`` (or another folder)::
 
-    index.html               results table (filters: task substring, outcome)
+    index.html               plots (trajectories.plots: success by task, steps and latency
+                             distributions) and the results table (filters: task, outcome)
+    plots/*.png              the plots, rendered by matplotlib
     episodes/<id>.html       each step: the screenshot the policy saw with its actions drawn
-                             on it, thought, raw model output, parse errors, feedback,
-                             timings, tokens; the episode's reward and ending
+                             on it and named in a caption, thought, raw model output, parse
+                             errors, feedback, the user's interventions, timings, tokens;
+                             the episode's reward and ending; keys j / k move between steps
     img/<sha256>.png         the screenshots shown (hard links or copies)
-    viewer.css, viewer.js    styling and the table filters
+    viewer.css, viewer.js    styling, the table filters, keyboard navigation
 
-Model output is untrusted text: everything written into the pages goes through
-`html.escape`, no recorded text is ever placed inside a script, and each page carries a
+`build_comparison(run_a, run_b, out)` writes a task-by-task comparison of two runs.
+
+Model output is untrusted text: the index and comparison pages are Jinja2 templates
+(viewer_assets/*.j2) with autoescape on, the episode pages escape through `html.escape`, no
+recorded text is ever placed inside a script, and each page carries a
 Content-Security-Policy that allows only the report's own script file.
 
 Action overlays: an SVG is laid over each screenshot with ``viewBox="0 0 W H"`` in the
 environment's input space (W x H = the observation's `screen_size`), stretched to the
 displayed image. Canonical actions are in that space, so a click at (x, y) is drawn at
 x / W of the displayed width whatever the screenshot's pixel density. Each marker
-carries ``data-x`` / ``data-y`` (screen pixels) for tests and tooling.
+carries ``data-x`` / ``data-y`` (screen pixels) for tests and tooling. Overlays never hide
+what they point at: points get hollow rings, numbers sit beside them, and what an action
+types or presses is written in the caption under the screenshot, not over it.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from actions.models import Action
+from actions.words import action_in_words
+from trajectories.plots import RunData, run_plots, success_by_task
 from trajectories.record import EpisodeRecord, EpisodeResult, StepRecord
 from trajectories.store import RunDir
 
@@ -68,59 +78,39 @@ def _fmt_s(value: float | None) -> str:
 # ---------------------------------------------------------------------------- index
 
 
-def _result_row(result: EpisodeResult) -> str:
-    outcome = "success" if result.success else "failure"
-    link = f"episodes/{esc(result.episode_id)}.html"
-    return (
-        f"<tr class=\"{outcome}\" data-task=\"{esc(result.task_id)}\" data-outcome=\"{outcome}\">"
-        f"<td><a href=\"{link}\">{esc(result.episode_id)}</a></td><td>{esc(result.task_id)}</td>"
-        f"<td>{result.seed}</td><td>{result.sample}</td><td class=\"outcome\">{outcome}</td>"
-        f"<td>{result.reward:.3f}</td><td>{result.steps}</td><td>{result.parse_errors}</td>"
-        f"<td>{result.action_errors}</td><td>{esc(result.terminated_by)}</td>"
-        f"<td class=\"error\">{esc(result.error or '')}</td><td>{result.wall_time_s:.1f}s</td></tr>"
-    )
+INDEX_HEADERS = ["episode", "task", "seed", "sample", "outcome", "reward", "steps",
+                 "parse errors", "action errors", "ended by", "error", "wall time"]
 
 
-def render_index(run: RunDir, results: list[EpisodeResult], unfinished: list[str]) -> str:
+def _templates():
+    """The report's Jinja2 templates (viewer_assets/*.j2), autoescaping everything."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(ASSETS),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def render_index(run: RunDir, results: list[EpisodeResult], unfinished: list[str],
+                 plots: list[Any] | None = None) -> str:
     manifest = run.manifest()
-    config = manifest.config
     successes = sum(r.success for r in results)
-    rate = f"{successes / len(results):.0%}" if results else "-"
-    headers = ["episode", "task", "seed", "sample", "outcome", "reward", "steps",
-               "parse errors", "action errors", "ended by", "error", "wall time"]
-    rows = "\n".join(_result_row(r) for r in results)
-    unfinished_html = ""
-    if unfinished:
-        items = "".join(f"<li><a href=\"episodes/{esc(e)}.html\">{esc(e)}</a></li>"
-                        for e in unfinished)
-        unfinished_html = f"<h2>Unfinished episodes</h2><ul>{items}</ul>"
-    body = (
-        f"<h1>Run {esc(run.path.name)}</h1>"
-        f"<p class=\"meta\">suite <b>{esc(config.get('suite'))}</b>, policy "
-        f"<b>{esc(config.get('policy'))}</b>; {len(results)} finished episodes, success "
-        f"{successes}/{len(results)} ({rate})</p>"
-        f"<details><summary>manifest</summary><pre>{esc(manifest.model_dump_json(indent=2))}"
-        "</pre></details>"
-        "<div class=\"filters\"><label>task <input id=\"filter-task\" type=\"search\"></label>"
-        "<label>outcome <select id=\"filter-outcome\"><option value=\"all\">all</option>"
-        "<option value=\"success\">success</option><option value=\"failure\">failure</option>"
-        "</select></label><span id=\"filter-count\"></span></div>"
-        "<table class=\"results\" id=\"results\"><thead><tr>"
-        + "".join(f"<th>{h}</th>" for h in headers)
-        + f"</tr></thead><tbody>\n{rows}\n</tbody></table>{unfinished_html}"
-    )
-    return _page(f"Run {run.path.name}", body, depth=0)
+    return _templates().get_template("index.html.j2").render(
+        csp=CSP, run_name=run.path.name, config=manifest.config,
+        manifest_json=manifest.model_dump_json(indent=2), results=results,
+        successes=successes, rate=f"{successes / len(results):.0%}" if results else "-",
+        headers=INDEX_HEADERS, unfinished=unfinished, plots=plots or [])
 
 
 # ---------------------------------------------------------------------------- episode
 
 
 def overlay_svg(actions: list[Action], width: int, height: int) -> str:
-    """SVG elements (in screen coordinates) drawing `actions`: circles for points,
-    lines for drags/swipes, text boxes for typed text and keys; numbered when several."""
-    radius = max(3.0, min(width, height) / 40)
+    """SVG elements (in screen coordinates) drawing `actions` so that they never hide what
+    they point at: a ring around each point (hollow, its centre left clear), an arrow for
+    drags/swipes, and the action's number beside the ring when there are several. What
+    an action is (its text, keys) goes in the caption under the screenshot, not over it."""
+    radius = max(4.0, min(width, height) / 40)
     parts: list[str] = []
-    label_y = 14.0
     for number, action in enumerate(actions, start=1):
         tag = f"{number}" if len(actions) > 1 else ""
         kind = esc(action.type)
@@ -139,20 +129,27 @@ def overlay_svg(actions: list[Action], width: int, height: int) -> str:
         elif x is not None and y is not None:
             parts.append(f"<circle class=\"marker {kind}\" cx=\"{x}\" cy=\"{y}\" r=\"{radius}\" "
                          f"data-x=\"{x}\" data-y=\"{y}\"/>")
-        text = None
-        if action.type == "type":
-            text = f"type: {action.text}"  # type: ignore[union-attr]
-        elif action.type == "key":
-            text = "key: " + "+".join(action.keys)  # type: ignore[union-attr]
         if x is not None and y is not None and tag:
-            parts.append(f"<text class=\"label\" x=\"{x + radius}\" y=\"{y - radius}\">"
-                         f"{esc(tag)}</text>")
-        if text is not None:
-            shown = text if len(text) <= 60 else text[:57] + "..."
-            parts.append(f"<text class=\"label typed-label\" x=\"4\" y=\"{label_y}\">"
-                         f"{esc((tag + ' ') if tag else '')}{esc(shown)}</text>")
-            label_y += 14
+            # beside the ring, on the side with room, never on the point itself
+            lx = x + radius + 2 if x + radius + 14 < width else x - radius - 12
+            ly = y - radius - 2 if y - radius - 12 > 0 else y + radius + 12
+            parts.append(f"<text class=\"label\" x=\"{lx}\" y=\"{ly}\">{esc(tag)}</text>")
     return "".join(parts)
+
+
+def caption_html(actions: list[Action]) -> str:
+    """The actions in words under the screenshot (numbered like the overlay's labels)."""
+    if not actions:
+        return "<figcaption class=\"caption\">no action</figcaption>"
+    items = []
+    for number, action in enumerate(actions, start=1):
+        tag = f"{number}. " if len(actions) > 1 else ""
+        if action.type == "type":
+            words = f"type <span class=\"typed\">{esc(action.text)}</span>"  # type: ignore[union-attr]
+        else:
+            words = esc(action_in_words(action))
+        items.append(f"<span class=\"caption-action\">{esc(tag)}{words}</span>")
+    return f"<figcaption class=\"caption\">{' · '.join(items)}</figcaption>"
 
 
 def target_svg(info: dict[str, Any]) -> str:
@@ -188,8 +185,9 @@ def render_step(step: StepRecord, image_href: str) -> str:
            "</svg>")
     # small screens (MiniWoB's 160x210) are shown at twice their size; CSS caps the width
     shown_width = obs.screenshot_size.width * (2 if obs.screenshot_size.width < 400 else 1)
-    shot = (f"<div class=\"shot\"><img src=\"{esc(image_href)}\" alt=\"step {step.index} "
-            f"screenshot\" width=\"{shown_width}\">{svg}</div>")
+    shot = (f"<figure class=\"frame\"><div class=\"shot\"><img src=\"{esc(image_href)}\" "
+            f"alt=\"step {step.index} screenshot\" width=\"{shown_width}\">{svg}</div>"
+            f"{caption_html(list(out.actions))}</figure>")
     actions = "".join(f"<li>{_action_summary(a)}</li>" for a in out.actions) or "<li>none</li>"
     errors = "".join(f"<li class=\"error\">{esc(e)}</li>" for e in out.parse_errors)
     executions = "".join(
@@ -217,6 +215,8 @@ def render_step(step: StepRecord, image_href: str) -> str:
         + (f"<p><b>Action errors</b></p><ul>{executions}</ul>" if executions else "")
         + (f"<p class=\"error\">policy error: {esc(out.error)}</p>" if out.error else "")
         + (f"<p class=\"error\">step error: {esc(step.error)}</p>" if step.error else "")
+        + "".join(f"<p class=\"intervention\"><b>User</b>: {esc(_intervention_words(i))}</p>"
+                  for i in _interventions(step))
         + (f"<p><b>Feedback to the policy</b></p><pre>{esc(step.feedback)}</pre>"
            if step.feedback else "")
         + f"<details open><summary>raw model output</summary><pre class=\"raw\">"
@@ -224,6 +224,22 @@ def render_step(step: StepRecord, image_href: str) -> str:
     )
     return (f"<section class=\"step\" id=\"step-{step.index}\" data-step=\"{step.index}\">"
             f"{shot}<div class=\"details\">{details}</div></section>")
+
+
+def _interventions(step: StepRecord) -> list[dict[str, Any]]:
+    return [e.observation.info["intervention"] for e in step.executions
+            if e.observation is not None and "intervention" in e.observation.info]
+
+
+def _intervention_words(intervention: dict[str, Any]) -> str:
+    kind = str(intervention.get("kind", "?"))
+    detail = {"edit": f"edited the text from {intervention.get('original')!r} to "
+                      f"{intervention.get('text')!r}",
+              "skip": "skipped the action (refused)", "approve": "approved the action",
+              "stop": "stopped the episode", "resume": "paused, acted by hand, resumed",
+              "end": "paused and ended the episode"}.get(kind, kind)
+    reason = intervention.get("reason")
+    return detail + (f" ({reason})" if reason else "")
 
 
 def render_episode(record: EpisodeRecord, result: EpisodeResult | None,
@@ -245,6 +261,7 @@ def render_episode(record: EpisodeRecord, result: EpisodeResult | None,
         f"<p class=\"meta\">task {esc(record.task.suite)}/{esc(record.task.task_id)} seed "
         f"{record.task.seed} sample {record.sample}; policy {esc(record.policy)}; platform "
         f"{esc(record.platform)}; reset {_fmt_s(record.reset_s)}</p>{ending}"
+        "<p class=\"keys\">keys: j / k next / previous step, g / G first / last</p>"
         + "".join(render_step(s, image_href[s.observation.screenshot_sha256]) for s in steps)
     )
     return _page(record.episode_id, body, depth=1)
@@ -285,10 +302,65 @@ def build_report(run_dir: str | os.PathLike[str],
                 hrefs[sha] = f"../img/{sha}.png"
         page = render_episode(record, finished.get(episode_id), steps, hrefs)
         (out / "episodes" / f"{episode_id}.html").write_text(page, encoding="utf-8")
+    plots = run_plots([_run_data(run, results)], out / "plots")
     index = out / "index.html"
-    index.write_text(render_index(run, results, unfinished), encoding="utf-8")
+    index.write_text(render_index(run, results, unfinished, plots), encoding="utf-8")
     for problem in run.problems:
         logger.warning("%s", problem)
+    return index
+
+
+def _run_data(run: RunDir, results: list[EpisodeResult], name: str | None = None) -> RunData:
+    steps = [step for eid in run.episode_ids() for step in run.steps(eid)]
+    return RunData(name=name or run.path.name, results=results, steps=steps)
+
+
+def build_comparison(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str],
+                     out_dir: str | os.PathLike[str]) -> Path:
+    """Compare two runs task by task: OUT/index.html (success per task in each run, the
+    change, mean steps; plots of both side by side) with each run's own report in OUT/a
+    and OUT/b. Returns the path of OUT/index.html."""
+    out = Path(out_dir)
+    runs = [RunDir(run_a), RunDir(run_b)]
+    names = [r.path.name for r in runs]
+    if names[0] == names[1]:
+        names = [f"A: {names[0]}", f"B: {names[1]}"]
+    out.mkdir(parents=True, exist_ok=True)
+    for asset in ("viewer.css", "viewer.js"):
+        shutil.copyfile(ASSETS / asset, out / asset)
+    results = [r.results() for r in runs]
+    for run, sub_dir in zip(runs, ("a", "b"), strict=True):
+        build_report(run.path, out / sub_dir)
+    data = [_run_data(run, res, name) for run, res, name in zip(runs, results, names,
+                                                                  strict=True)]
+    plots = run_plots(data, out / "plots")
+    rates = success_by_task(data)
+    rows = []
+    for task, per_run in rates.items():
+        (rate_a, n_a), (rate_b, n_b) = per_run
+        steps = []
+        for res in results:
+            counts = [r.steps for r in res if r.task_id == task]
+            steps.append(f"{sum(counts) / len(counts):.1f}" if counts else "-")
+        if n_a and n_b:
+            delta = rate_b - rate_a
+            change = f"{delta:+.0%}" if delta else "="
+            change_class = "better" if delta > 0 else "worse" if delta < 0 else "same"
+        else:
+            change, change_class = ("only in " + (names[0] if n_a else names[1])), "only"
+        rows.append({"task": task, "rates": [f"{rate_a:.0%} of {n_a}" if n_a else "-",
+                                             f"{rate_b:.0%} of {n_b}" if n_b else "-"],
+                     "change": change, "change_class": change_class, "steps": steps})
+    summaries = []
+    for run, res, name, sub_dir in zip(runs, results, names, ("a", "b"), strict=True):
+        successes = sum(r.success for r in res)
+        summaries.append({"name": name, "href": f"{sub_dir}/index.html",
+                          "policy": run.manifest().config.get("policy"), "successes": successes,
+                          "episodes": len(res),
+                          "rate": f"{successes / len(res):.0%}" if res else "-"})
+    index = out / "index.html"
+    index.write_text(_templates().get_template("compare.html.j2").render(
+        csp=CSP, names=names, runs=summaries, rows=rows, plots=plots), encoding="utf-8")
     return index
 
 
@@ -317,5 +389,5 @@ def serve_report(report_dir: str | os.PathLike[str], port: int = 0,
         thread.join(timeout=5)
 
 
-__all__ = ["CSP", "build_report", "esc", "overlay_svg", "render_episode", "render_index",
-           "serve_report"]
+__all__ = ["CSP", "build_comparison", "build_report", "caption_html", "esc", "overlay_svg",
+           "render_episode", "render_index", "serve_report"]
