@@ -25,7 +25,9 @@ CORE_PACKAGES = ("actions", "agent", "environments", "policies", "trajectories",
 # no core module may import them at module level (only inside the function that needs them).
 EXTRA_MODULES = {"agent.env_service": "serve", "agent.env_client": "serve",
                  # loaded by verl from its config; talks to `cua serve-env` through httpx
-                 "agent.trainers.verl_loop": "serve"}
+                 "agent.trainers.verl_loop": "serve",
+                 # --backend remote (imported when chosen): the env-service client
+                 "agent.engine_remote": "serve"}
 
 
 def _pyproject() -> dict:
