@@ -4,8 +4,8 @@
 `AsyncRemoteEnvironment`, whose reset/step/evaluate/close are coroutines — what an async
 episode engine or verl's agent loop awaits. `RemoteEnvironment` adapts it to the plain
 synchronous `Environment` protocol (actions.contracts) for code that calls environments
-from threads (TRL's environment_factory), and `RemoteHost` is the episode engine's host
-(agent.hosts.EnvironmentHost) over the service.
+from threads (TRL's environment_factory). The episode engine's host over the service is
+`agent.engine_remote.RemoteHost` (`cua eval --backend remote`).
 
 Errors map to what an in-process environment raises: a crashed or hung environment, and a
 lease the service reclaimed, are `EnvironmentCrashed` (the episode is over, the run goes
@@ -249,103 +249,3 @@ class RemoteEnvironment:
             self._thread.join(timeout=10)
             self._loop.close()
 
-
-class RemoteHost:
-    """An environment of a `cua serve-env` service as an episode-engine host
-    (`agent.hosts.EnvironmentHost`): the engine on a GPU node, the environment on a CPU node.
-
-    It holds one lease. A lease the service ended (reclaimed when idle, or its environment
-    hung and was replaced) or a service that cannot be reached raises `HostDied` /
-    `HostHung` (the episode in flight ends as an error) and marks the host not `alive`;
-    the pool's `restart` then leases again. A crashed environment raises the service's
-    EnvironmentCrashed: the lease stays, the next reset brings the environment back.
-    Terminal actions go through `notify_terminal`: the service hands them to the
-    environment's hook, or steps it when it has none.
-    """
-
-    has_notify_terminal = True
-    has_expert = False  # an expert reads its environment's page: it cannot run remotely
-
-    def __init__(self, index: int, client: EnvServiceClient) -> None:
-        self.index = index
-        self.client = client
-        self.name = f"remote {index} {client.base_url}"
-        self._remote: AsyncRemoteEnvironment | None = None
-
-    @classmethod
-    async def start(cls, index: int, base_url: str, token: str, **client_options: Any
-                    ) -> RemoteHost:
-        host = cls(index, EnvServiceClient(base_url, token, **client_options))
-        try:
-            await host._lease()
-        except BaseException:
-            await host.client.aclose()
-            raise
-        return host
-
-    @property
-    def alive(self) -> bool:
-        return self._remote is not None
-
-    @property
-    def lease_id(self) -> str | None:
-        return self._remote.info.lease_id if self._remote else None
-
-    async def _lease(self) -> None:
-        from agent.hosts import HostDied
-
-        try:
-            self._remote = await self.client.lease()
-        except httpx.TransportError as exc:
-            raise HostDied(f"{self.name}: the environment service cannot be reached "
-                           f"({type(exc).__name__}: {exc})") from exc
-
-    async def _call(self, make_call: Any) -> Any:
-        from agent.hosts import HostDied, HostHung
-
-        if self._remote is None:
-            raise HostDied(f"{self.name}: no lease (restart the host)")
-        try:
-            return await make_call(self._remote)
-        except RemoteEnvironmentCrashed as exc:
-            if not exc.lease_lost:
-                raise
-            self._remote = None
-            kind = HostHung if exc.code == ErrorCode.ENVIRONMENT_HUNG else HostDied
-            raise kind(f"{self.name}: {exc}") from exc
-        except httpx.TransportError as exc:
-            self._remote = None
-            raise HostDied(f"{self.name}: the environment service cannot be reached "
-                           f"({type(exc).__name__}: {exc})") from exc
-
-    async def reset(self, task: Task) -> Observation:
-        return await self._call(lambda env: env.reset(task))
-
-    async def step(self, action: Action) -> Observation:
-        return await self._call(lambda env: env.step(action))
-
-    async def notify_terminal(self, action: Action) -> None:
-        await self._call(lambda env: env.notify_terminal(action))
-
-    async def evaluate(self) -> float:
-        return await self._call(lambda env: env.evaluate())
-
-    async def expert_act(self, state: Any) -> Any:
-        raise RuntimeError(f"{self.name}: scripted experts cannot drive a remote environment; "
-                           "use a model policy")
-
-    async def restart(self) -> None:
-        if self._remote is not None:
-            with contextlib.suppress(Exception):
-                await self._remote.close()
-            self._remote = None
-        await self._lease()
-
-    async def close(self) -> None:
-        try:
-            if self._remote is not None:
-                with contextlib.suppress(EnvServiceError, httpx.TransportError):
-                    await self._remote.close()
-                self._remote = None
-        finally:
-            await self.client.aclose()

@@ -239,13 +239,14 @@ def test_cua_serve_env_serves_with_the_token_from_the_environment(tmp_path):
 
 
 def test_the_engine_runs_episodes_on_remote_hosts_and_leases_again_after_a_lost_lease():
-    """The episode engine (agent.engine) on RemoteHosts (agent.env_client): episodes run
+    """The episode engine (agent.engine) on RemoteHosts (agent.engine_remote): episodes run
     on the service's environments (a scripted suite: the engine is under test, not the
     browser), a crashed environment ends only its episode, and a lease the service ended
     kills the host for that episode; the pool leases again for the next one."""
     from agent.engine import EpisodeSpec, LoopOptions, run_engine
     from agent.engine_policy import ConcurrentPolicy
-    from agent.env_client import RemoteHost
+    from agent.engine_remote import RemoteHost
+    from agent.env_client import EnvServiceClient
     from agent.hosts import HostPool
     from tests.conftest_loop import CLICK, ScriptedPolicy, ScriptedSuite, out
 
@@ -255,20 +256,21 @@ def test_the_engine_runs_episodes_on_remote_hosts_and_leases_again_after_a_lost_
         return EpisodeSpec(suite.make_task(task_id, seed), f"{task_id}-{seed}")
 
     async def main(url: str):
-        hosts = [await RemoteHost.start(i, url, TOKEN) for i in range(2)]
+        hosts = [await RemoteHost.start(i, EnvServiceClient(url, TOKEN)) for i in range(2)]
         service = ConcurrentPolicy(ScriptedPolicy([out(CLICK)]))
         try:
             first = await run_engine(HostPool.of(hosts), service,
                                      [spec("a"), spec("long-3"), spec("crash"), spec("b")],
                                      options=LoopOptions())
             async with httpx.AsyncClient(headers=AUTH) as http:  # the service ends a lease
-                await http.delete(f"{url}/leases/{hosts[0].lease_id}")
+                await http.delete(f"{url}/leases/{hosts[0].env.info.lease_id}")
             second = await run_engine(HostPool.of(hosts[:1]), service,
                                       [spec("a", 1), spec("b", 1)], options=LoopOptions())
             return first, second, hosts[0].alive
         finally:
             await service.close()
             await asyncio.gather(*(h.close() for h in hosts))
+            await asyncio.gather(*(h.client.aclose() for h in hosts))
 
     with running_service(suite_name="unit", suite=suite, max_envs=2) as (url, app), \
             ThreadPoolExecutor(1) as pool:
@@ -281,6 +283,6 @@ def test_the_engine_runs_episodes_on_remote_hosts_and_leases_again_after_a_lost_
     assert results["crash-0"].terminated_by == "error"
     assert "EnvironmentCrashed" in results["crash-0"].error
     lost, after = second.results
-    assert lost.terminated_by == "error" and "HostDied" in lost.error
+    assert lost.terminated_by == "error" and "unknown_lease" in lost.error
     assert "closed by its client" in lost.error
     assert after.error is None and after.reward == 1.0 and alive
