@@ -130,6 +130,12 @@ def generate_grounding_command(
     ] = None,
     miniwob_seeds: Annotated[int, typer.Option(
         "--miniwob-seeds", min=1, help="Seeded episodes per MiniWoB++ task.")] = 1,
+    android_task: Annotated[list[str] | None, typer.Option(
+        "--android-task", help="Also read the screens of this local Android task and of its "
+        "apps (repeatable); the virtual phone unless --suite-option serial=... names a "
+        "device.")] = None,
+    suite_option: Annotated[list[str] | None, typer.Option(
+        "--suite-option", help="Android suite option KEY=VALUE (serial, adb_port).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="First page seed.")] = 0,
     width: Annotated[int, typer.Option("--width", min=64, help="Viewport width, CSS px.")] = 1280,
     height: Annotated[int, typer.Option("--height", min=64, help="Viewport height, CSS px.")
@@ -157,6 +163,17 @@ def generate_grounding_command(
                            device_scale_factor=scale) if pages else []
     if miniwob_task:
         screens += generate_miniwob(list(miniwob_task), range(seed, seed + miniwob_seeds))
+    if android_task:
+        from agent.cmd_eval import parse_key_values
+        from benchmarks.base import get_suite
+        from benchmarks.grounding.generate import generate_android
+
+        suite = get_suite("android")
+        env = suite.make_environment(**parse_key_values(suite_option, "--suite-option"))
+        try:
+            screens += generate_android(env, [suite.make_task(t, seed) for t in android_task])
+        finally:
+            env.close()
     written = write_screenspot_pro(screens, out)
     console.print(f"{written} samples from {len(screens)} screens written to {out}; evaluate "
                   f"with `cua eval screenspot-pro --data {out} --policy oracle`", highlight=False)

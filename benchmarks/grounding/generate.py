@@ -9,7 +9,9 @@ Sources:
 
 - web: synthetic pages (seeded layouts of buttons, links, icon buttons, text fields,
   checkboxes, headings) rendered by Chromium through `environments.web.WebEnvironment`;
-- miniwob: MiniWoB++ task pages (`benchmarks.miniwob`), seeded episodes.
+- miniwob: MiniWoB++ task pages (`benchmarks.miniwob`), seeded episodes;
+- android: the local Android suite's task screens (the virtual phone, or a real device),
+  boxes from the `uiautomator dump` bounds, names from `text` / `content-desc`.
 
 Boxes come from the DOM (`getBoundingClientRect`, CSS px, times the device scale factor
 = screenshot px), clipped to the viewport. An element is kept only when it is visible,
@@ -44,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "COLLECT_ELEMENTS_JS", "DESCRIBE_ELEMENT_JS", "GeneratedScreen", "samples_from_elements",
-    "synthetic_page", "write_screenspot_pro", "generate_miniwob", "generate_web",
+    "android_elements", "generate_android", "generate_miniwob", "generate_web",
+    "synthetic_page", "write_screenspot_pro",
 ]
 
 # Describes one element (box in CSS px clipped to the viewport, tag, role, visible text,
@@ -233,6 +236,73 @@ def generate_miniwob(task_ids: list[str], seeds: range) -> list[GeneratedScreen]
                 screens.append(_screen_from(env, observation, name=f"miniwob-{task_id}-{seed}",
                                             application="miniwob", platform="web",
                                             group="MiniWoB"))
+    return screens
+
+
+# uiautomator class (last dotted part) -> the element's kind in the instruction
+_ANDROID_KINDS = {"Button": ("button", "button"), "ImageButton": ("button", "button"),
+                  "EditText": ("input", "text"), "CheckBox": ("input", "checkbox"),
+                  "Switch": ("input", "checkbox"), "ToggleButton": ("input", "checkbox"),
+                  "RadioButton": ("input", "radio"), "ImageView": ("img", ""),
+                  "TextView": ("span", "")}
+
+
+def android_elements(xml_text: str) -> list[dict[str, Any]]:
+    """Elements of a `uiautomator dump` in the collector's form: bounds (screen px) as the
+    box, `text` as the visible text, `content-desc` as the accessible name, the widget
+    class as the kind. Nodes without a name, smaller than 4 px a side, or holding a named
+    descendant's text only through it (layouts) are left out by `instruction_for`."""
+    from benchmarks.android.expert import parse_tree
+
+    out = []
+    for node in parse_tree(xml_text):
+        x1, y1, x2, y2 = node.bounds
+        if x2 - x1 < 4 or y2 - y1 < 4:
+            continue
+        widget = node.attrs.get("class", "").rsplit(".", 1)[-1]
+        tag, input_type = _ANDROID_KINDS.get(widget, ("", ""))
+        if not tag:
+            continue  # layouts and containers: their children are the targets
+        out.append({"x1": x1, "y1": y1, "x2": x2, "y2": y2, "tag": tag, "type": input_type,
+                    "role": "", "text": node.attrs.get("text", ""),
+                    "label": node.attrs.get("content-desc", ""),
+                    "resource_id": node.attrs.get("resource-id", "")})
+    return out
+
+
+ANDROID_APPS = ("Contacts", "Notes", "Tasks", "Clock", "Settings")
+
+
+def generate_android(env: Any, tasks: list[Task], apps: tuple[str, ...] = ANDROID_APPS
+                     ) -> list[GeneratedScreen]:
+    """Reset `env` (an Android environment whose observations carry the `uiautomator dump`,
+    e.g. the android suite's on the virtual phone) to each task, read its screen, then open
+    each of `apps` and read that screen too. Screens seen before are not repeated."""
+    from actions.models import OpenApp
+    from actions.observation import png_sha256
+
+    screens: list[GeneratedScreen] = []
+    seen: set[str] = set()
+
+    def read(observation: Observation, name: str) -> None:
+        if not observation.a11y_tree:
+            raise RuntimeError("the Android observation has no UI tree: keep a11y_tree on")
+        digest = png_sha256(observation.screenshot_png)
+        if digest in seen or observation.action_error:
+            return
+        seen.add(digest)
+        scale = observation.screenshot_size.width / observation.screen_size.width
+        records = samples_from_elements(
+            android_elements(observation.a11y_tree), scale, observation.screenshot_size,
+            application="android", platform="android", group="Android", screen_name=name)
+        screens.append(GeneratedScreen(name=name, png=observation.screenshot_png,
+                                       size=observation.screenshot_size, records=records))
+
+    for task in tasks:
+        read(env.reset(task), f"android-{task.task_id}-{task.seed}")
+        for app in apps:
+            read(env.step(OpenApp(name=app)),
+                 f"android-{task.task_id}-{task.seed}-{app.lower()}")
     return screens
 
 
