@@ -338,6 +338,33 @@ def _gui_owl_tool(platform: str, dialect: Dialect, screen: Size, image: Size | N
     }}
 
 
+def describe_action(action: Any) -> str:
+    """A short imperative for one canonical action (the "Action:" sentence of an answer
+    rebuilt for an expert step), in input-space pixels."""
+    kind = getattr(action, "type", "")
+    at = f" at ({getattr(action, 'x', '?')}, {getattr(action, 'y', '?')})"
+    if kind == "click":
+        times = {2: "Double-click", 3: "Triple-click"}.get(action.clicks, "Click")
+        button = "" if action.button == "left" else f" with the {action.button} button"
+        return f"{times}{at}{button}."
+    simple = {
+        "mouse_move": lambda a: f"Move the mouse{at}.",
+        "long_press": lambda a: f"Long-press{at}.",
+        "type": lambda a: f"Type {json.dumps(a.text, ensure_ascii=False)}.",
+        "key": lambda a: f"Press {'+'.join(a.keys)}.",
+        "scroll": lambda a: f"Scroll {a.direction} {a.amount}.",
+        "drag": lambda a: f"Drag from ({a.start_x}, {a.start_y}) to ({a.end_x}, {a.end_y}).",
+        "swipe": lambda a: f"Swipe from ({a.start_x}, {a.start_y}) to ({a.end_x}, {a.end_y}).",
+        "system_button": lambda a: f"Press the {a.button.capitalize()} button.",
+        "open_app": lambda a: f"Open {a.name}.",
+        "navigate": lambda a: f"Open {a.url}.",
+        "wait": lambda a: "Wait.",
+        "answer": lambda a: f"Answer {json.dumps(a.text, ensure_ascii=False)}.",
+        "terminate": lambda a: f"Finish the task ({a.status}).",
+    }
+    return simple[kind](action) if kind in simple else f"{kind}."
+
+
 @dataclass(frozen=True)
 class PromptProfile:
     """One published agent setup (see the module docstring).
@@ -376,6 +403,18 @@ class PromptProfile:
     image_factor: int = 32
     default_for: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    answer_format: str = "thought"  # "thought" | "thought_action" | "action"
+
+    def expert_answer(self, thought: str, actions: Sequence[Any], calls_text: str) -> str:
+        """The assistant text for an expert step in this profile's response format:
+        thought + calls; "Thought: ...\nAction: ...\n<calls>"; or "Action: ...\n<calls>"
+        (the Action sentence describes the actions, the Thought is the recorded thought)."""
+        sentence = " ".join(describe_action(a) for a in actions)
+        if self.answer_format == "thought_action":
+            return f"Thought: {thought or sentence}\nAction: {sentence}\n{calls_text}"
+        if self.answer_format == "action":
+            return f"Action: {sentence}\n{calls_text}"
+        return f"{thought}\n{calls_text}" if thought else calls_text
 
     def system_text(self, tool: dict[str, Any]) -> str:
         """The system message: head, tools block, response-format block."""
@@ -398,7 +437,8 @@ class PromptProfile:
             "tools": [self.system_text(self.tool(p, self.dialect, screen, screen, False))
                       for p in ("desktop", "mobile")],
             "instruction": self.instruction_text("INSTRUCTION", fake),
-            "settings": [self.image_first, self.history_images, self.replay_feedback,
+            "settings": [self.answer_format, self.image_first, self.history_images,
+                         self.replay_feedback,
                          self.dialect.value, self.max_new_tokens, self.image_max_pixels,
                          self.image_factor],
         }
@@ -456,7 +496,7 @@ PROFILES: dict[str, PromptProfile] = {p.name: p for p in (
         tool=_table_tool(COMPUTER_USE_COOKBOOK, MOBILE_USE_AGENT, resolution_text="999x999"),
         instruction_text=_instruction_mobile_cookbook,
         response_format=THOUGHT_ACTION_FORMAT, history_images=0, dialect=Dialect.QWEN3_999,
-        default_for=("android", "androidworld"),
+        default_for=("android", "androidworld"), answer_format="thought_action",
     ),
     PromptProfile(
         name="osworld-qwen3vl",
@@ -470,7 +510,7 @@ PROFILES: dict[str, PromptProfile] = {p.name: p for p in (
         instruction_text=_instruction_osworld, response_format=ACTION_ONLY_FORMAT,
         image_first=True, history_images=4, dialect=Dialect.QWEN3_999,
         max_new_tokens=32768, image_max_pixels=16 * 16 * 4 * 12800,
-        default_for=("osworld",),
+        default_for=("osworld",), answer_format="action",
     ),
     PromptProfile(
         name="gui-owl",
@@ -482,7 +522,7 @@ PROFILES: dict[str, PromptProfile] = {p.name: p for p in (
         sources=(_GUI_OWL,),
         system_head="", tool=_gui_owl_tool, instruction_text=_instruction_gui_owl,
         response_format=GUI_OWL_FORMAT, history_images=4, dialect=Dialect.QWEN3,
-        image_max_pixels=10_035_200, image_factor=16,
+        image_max_pixels=10_035_200, image_factor=16, answer_format="action",
     ),
 )}
 

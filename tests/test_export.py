@@ -278,6 +278,9 @@ def test_cli_export_sft_builds_expert_prompts_with_the_prompt_profile(
         assert text.startswith("# Tools") and "# Response format" in text
         assert [item["type"] for item in user] == ["image", "text"]
         assert "Previous actions:\nNone" in user[1]["text"]
+        answer = row["messages"][-1]["content"]
+        answer = answer if isinstance(answer, str) else answer[0]["text"]
+        assert answer.startswith("Action: Click at (") and "\n<tool_call>\n" in answer
     bad = CliRunner().invoke(app, ["export", "sft", str(oracle_run), "--out",
                                    str(tmp_path / "x"), "--prompt-profile", "nope"])
     assert bad.exit_code == 1 and "unknown prompt profile" in bad.output

@@ -131,3 +131,16 @@ def test_steps_before_the_replayed_window_are_previous_actions() -> None:
     owl = build_prompt(state, PromptConfig.for_profile("gui-owl", history_images=1))
     assert owl.messages[1]["content"][0]["text"].endswith(
         'Previous actions:\nStep 1: "Click the search box."\nStep 2: Type "qwen" into the box.')
+
+
+def test_expert_answers_follow_the_profile_response_format() -> None:
+    from actions.models import Click, Type
+
+    calls = "<tool_call>\n{}\n</tool_call>"
+    actions = [Click(x=3, y=4), Type(text="hi")]
+    assert PROFILES["qwen3-mobile"].expert_answer("Tap it.", actions, calls) == (
+        'Thought: Tap it.\nAction: Click at (3, 4). Type "hi".\n' + calls)
+    assert PROFILES["osworld-qwen3vl"].expert_answer("ignored", actions[:1], calls) == (
+        "Action: Click at (3, 4).\n" + calls)
+    assert PROFILES["qwen-cua"].expert_answer("I click.", actions, calls) == "I click.\n" + calls
+    assert PROFILES["qwen3-computer-use"].expert_answer("", actions, calls) == calls

@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from actions.contracts import EpisodeState, PolicyOutput, StepHistory
 from actions.observation import Observation
 from actions.parsing import render_response
+from policies.profiles import get_profile
 from policies.prompting import PromptConfig, build_prompt
 from trajectories.record import EpisodeRecord, EpisodeResult, ObservationMeta, StepRecord
 from trajectories.store import RunDir, atomic_write_bytes
@@ -161,12 +162,14 @@ def is_recorded_prompt(output: PolicyOutput) -> bool:
 
 def render_expert_answer(output: PolicyOutput, observation: ObservationMeta, platform: str,
                          config: PromptConfig, *, include_thought: bool = True) -> str:
-    """The assistant text a model in `config.dialect` would write for this step's actions:
-    the thought, then one tool call per action (actions.parsing.render_response)."""
+    """The assistant text a model in `config.dialect` would write for this step's actions,
+    in the prompt profile's response format: the thought (or the profile's Thought/Action
+    lines), then one tool call per action (actions.parsing.render_response)."""
     image_size = config.image_budget.image_size(observation.screenshot_size)
-    return render_response(output.thought if include_thought else "", list(output.actions),
-                           config.dialect, observation.screen_size, image_size,
-                           platform=platform)
+    calls = render_response("", list(output.actions), config.dialect, observation.screen_size,
+                            image_size, platform=platform)
+    return get_profile(config.profile).expert_answer(
+        output.thought.strip() if include_thought else "", list(output.actions), calls)
 
 
 def rebuild_prompt_messages(run: RunDir, episode: EpisodeRecord, steps: list[StepRecord],
