@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.table import Table
 
 from actions.models import Click
-from agent.env_client import RemoteEnvironment
 
 TOKEN = "perf-token-0123456789abcdef"
 POINTS = [(40, 60), (80, 100), (120, 140), (60, 180)]
@@ -47,8 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="click-checkboxes")
     args = parser.parse_args(argv)
 
-    import uvicorn
+    import uvicorn  # the [serve] extra
 
+    from agent.env_client import RemoteEnvironment
     from agent.env_service import ServiceConfig, create_app
     from benchmarks.miniwob import MiniWoBSuite
 
