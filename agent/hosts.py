@@ -135,8 +135,10 @@ class CallerThreadExecutor(concurrent.futures.Executor):
                 continue
             try:
                 future.set_result(call())
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
                 future.set_exception(exc)
+            # KeyboardInterrupt propagates (run_blocking cancels the run; the awaiting task
+            # is cancelled with it, so the interrupted episode gets no result line).
 
 
 def new_env_thread(name: str) -> concurrent.futures.ThreadPoolExecutor:
