@@ -187,3 +187,41 @@ def test_prefilled_answer_parses_with_its_prefill(tiny_qwen25_dir: Path,
     assert output.raw_text.startswith(GROUNDING_PROFILES["qwen2_5vl"].assistant_prefill)
     assert output.completion_tokens == 3
     policy.close()
+
+
+@pytest.mark.slow
+def test_served_grounding_through_the_chat_server(chat_server_url: str, tmp_path: Path) -> None:
+    """`--policy openai`: concurrent requests to the loopback chat server (the tiny model
+    standing in for vLLM); the qwen2_5vl profile's prefilled turn is continued and the
+    recorded answer starts with the prefill (plumbing)."""
+    from PIL import ImageDraw
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+    from benchmarks.grounding.runner import read_scores
+    from trajectories.store import RunDir
+
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    (data / "annotations").mkdir()
+    image = Image.new("RGB", (320, 200), "white")
+    ImageDraw.Draw(image).rectangle((40, 40, 120, 80), fill=(30, 90, 200))
+    image.save(data / "images" / "s.png")
+    records = [{"img_filename": "s.png", "bbox": [40, 40, 120, 80], "img_size": [320, 200],
+                "instruction": f"the button {i}", "application": "a", "platform": "linux",
+                "ui_type": "icon", "group": "Dev", "id": f"s{i}"} for i in range(3)]
+    (data / "annotations" / "a_linux.json").write_text(json.dumps(records))
+    for profile in ("qwen3vl", "qwen2_5vl"):
+        out = tmp_path / profile
+        result = CliRunner().invoke(app, [
+            "eval", "screenspot-pro", "--data", str(data), "--policy", "openai",
+            "--base-url", chat_server_url, "--model", "tiny", "--grounding-profile", profile,
+            "--policy-option", "max_new_tokens=4", "--batch-size", "3", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert len(read_scores(out)) == 3
+        run = RunDir(out)
+        step = run.steps(run.episode_ids()[0])[0]
+        assert step.output.error is None and step.output.completion_tokens == 4
+        prefill = GROUNDING_PROFILES[profile].assistant_prefill
+        assert step.output.raw_text.startswith(prefill)
+        assert step.output.messages[0]["content"].startswith("You are a helpful assistant.")
