@@ -22,6 +22,27 @@ class Size(BaseModel):
         return f"{self.width}x{self.height}"
 
 
+class SettleReport(BaseModel):
+    """How the screen of an observation was waited for (see docs/settling.md).
+
+    `reason`: why the wait ended — "page_idle" (the page script reported nothing pending),
+    "quiet" (no change outside ambient regions for the quiet window), "stable" (two equal
+    frames), "fixed_sleep", or "timeout" (`settled` is then False). `waited_for`: what
+    held it (timers, requests, animations, mutations, images, loading, navigation,
+    screen). `masked`: screenshot-pixel boxes [x0, y0, x1, y1] (x1, y1 exclusive) ignored
+    as ambient motion; `ambient`: what the page script ignored as ambient.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    settled: bool
+    reason: str
+    frames: int = Field(..., ge=0, description="Frames captured while waiting.")
+    waited_for: list[str] = Field(default_factory=list)
+    masked: list[list[int]] = Field(default_factory=list)
+    ambient: list[str] = Field(default_factory=list)
+
+
 class Observation(BaseModel):
     """One look at the screen.
 
@@ -49,6 +70,7 @@ class Observation(BaseModel):
     timestamp: float = Field(default_factory=time.time, description="Unix time of the capture.")
     execute_s: float | None = Field(None, description="Seconds spent executing the action.")
     settle_s: float | None = Field(None, description="Seconds spent waiting for the UI to settle.")
+    settle: SettleReport | None = Field(None, description="Whether and how the UI settled.")
     action_error: str | None = Field(
         None, description="Why the action could not be executed (refused, invalid target, ...); "
         "the episode goes on, the policy sees this message.",

@@ -23,8 +23,9 @@ Coordinates: the input space is the display's touch pixels, the size `wm size` r
 (the override size when one is set). The screenshot is whatever `screencap` returns;
 the observation states both sizes.
 
-After each action `step` captures frames back to back until two consecutive ones are
-identical or `settle_timeout_s` passes (no fixed sleeps). A device that drops off the
+After each action `step` captures frames until nothing outside ambient regions (the
+status-bar clock, a blinking cursor) changed for a quiet window measured in time, or
+`settle_timeout_s` passes (no fixed sleeps; docs/settling.md). A device that drops off the
 adb server (cable pulled, `adb disconnect`, emulator killed) is detected on the next adb
 call; the environment tries to reconnect (`adb connect` for network serials, then waits
 for the device) and raises `EnvironmentCrashed`: the loop records the episode as an
@@ -70,7 +71,7 @@ from actions.models import (
     Wait,
 )
 from actions.observation import PNG_SIGNATURE, Observation, Size, png_size
-from environments._settle import wait_until_settled
+from environments._settle import AmbientMemory, QuietWindow, settle_screenshots
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,11 @@ class AndroidConfig(BaseModel):
     adb_port: int = Field(default_factory=lambda: int(os.environ.get("ANDROID_ADB_SERVER_PORT",
                                                                      "5037")))
     settle_timeout_s: float = Field(3.0, gt=0, description="Upper bound of the settle wait.")
+    settle_quiet_s: float = Field(
+        0.3, gt=0, description="No change outside ambient regions for this long: settled.")
+    settle_first_change_s: float = Field(
+        0.5, gt=0, description="How long an unchanged screen is watched for a reaction to "
+        "begin (a reaction that starts later is missed).")
     command_timeout_s: float = Field(30.0, gt=0, description="Socket timeout of one adb call.")
     reconnect_timeout_s: float = Field(
         5.0, ge=0, description="How long to wait for a lost device to come back.")
@@ -175,6 +181,7 @@ class AndroidEnvironment:
         self.device = self.client.device(serial=self.serial)
         self.task: Task | None = None
         self.last_answer: str | None = None
+        self._ambient = AmbientMemory()  # screen cells that change on their own
         self._previous_ime: str | None = None
         self.adb_keyboard = False
         self.screen_size = self._read_screen_size()
@@ -448,6 +455,7 @@ class AndroidEnvironment:
         (install task data) before the first screenshot."""
         self.task = task
         self.last_answer = None
+        self._ambient.forget()  # a new episode: what moved before says nothing
         if self._state(self.serial) != "device" and not self._reconnect():
             raise EnvironmentCrashed(
                 f"android device {self.serial} is not available "
@@ -491,8 +499,12 @@ class AndroidEnvironment:
     def observe(self, *, instruction: str | None = None, execute_s: float | None = None,
                 action_error: str | None = None) -> Observation:
         """Wait for the screen to settle, then capture screenshot, UI tree and app."""
-        settled = wait_until_settled(self.screenshot_png, lambda: True, lambda: None,
-                                     self.config.settle_timeout_s)
+        config = self.config
+        settled = settle_screenshots(
+            self.screenshot_png,
+            QuietWindow(quiet_s=config.settle_quiet_s, first_change_s=config.settle_first_change_s,
+                        poll_s=0.0),
+            config.settle_timeout_s, memory=self._ambient)
         png = settled.screenshot_png
         tree = self.ui_tree() if self.config.a11y_tree else None
         return Observation(
@@ -504,9 +516,9 @@ class AndroidEnvironment:
             app=self.foreground_app(),
             execute_s=execute_s,
             settle_s=settled.settle_s,
+            settle=settled.report(),
             action_error=action_error,
-            info={"serial": self.serial, "settled": settled.settled, "frames": settled.frames,
-                  "density_dpi": self.density_dpi},
+            info={"serial": self.serial, **settled.info(), "density_dpi": self.density_dpi},
         )
 
     # ------------------------------------------------------------ acting

@@ -46,6 +46,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actions.contracts import EnvironmentCrashed, Task
@@ -64,7 +65,8 @@ from actions.models import (
     Wait,
     mobile_key_error,
 )
-from actions.observation import Observation, Size
+from actions.observation import Observation, Size, png_size
+from environments._settle import AmbientMemory, QuietWindow, SettleResult, settle_on_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +79,10 @@ class DesktopConfig(BaseModel):
     """How to run the desktop.
 
     `screen_size` applies only to an owned Xvfb; an attached display keeps its size.
-    Settling: after an action, screenshots are taken every `settle_poll_s` seconds until
-    `settle_stable_frames` consecutive ones are identical, or `settle_timeout_s` passes.
+    Settling (docs/settling.md): after an action, the screen is grabbed every
+    `settle_poll_s` seconds until nothing outside ambient regions (a clock, a blinking
+    cursor) changed for `settle_quiet_s` — or, when nothing changed at all, for
+    `settle_first_change_s` — or `settle_timeout_s` passes.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -91,7 +95,11 @@ class DesktopConfig(BaseModel):
         "openbox", description="Window manager to start on an owned Xvfb; None for none."
     )
     settle_poll_s: float = Field(0.04, gt=0, le=1)
-    settle_stable_frames: int = Field(3, ge=2, le=20)
+    settle_quiet_s: float = Field(
+        0.2, gt=0, description="No change outside ambient regions for this long: settled.")
+    settle_first_change_s: float = Field(
+        0.4, gt=0, description="How long an unchanged screen is watched for a reaction to "
+        "begin (a reaction that starts later is missed).")
     settle_timeout_s: float = Field(3.0, gt=0, le=60)
     start_timeout_s: float = Field(10.0, gt=0)
     work_dir: Path | None = Field(
@@ -140,6 +148,17 @@ _active_display: str | None = None  # the display of the one open DesktopEnv, if
 def pyautogui_key(name: str) -> str:
     """pyautogui's name for one canonical key name (see actions.models.normalize_key)."""
     return _PYAUTOGUI_KEYS.get(name, name)
+
+
+def _bgrx_png(frame: np.ndarray) -> bytes:
+    """A (height, width, 4) BGRX screen array as lossless PNG bytes (fast zlib level)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    height, width = frame.shape[:2]
+    Image.frombuffer("RGB", (width, height), frame.tobytes(), "raw", "BGRX", 0, 1).save(
+        buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def _require(tool: str) -> str:
@@ -324,6 +343,7 @@ class DesktopEnv:
         self._wm: subprocess.Popen | None = None
         self._typer: XTyper | None = None
         self._click_to_focus = False  # set when our window manager leaves focus to us
+        self._ambient = AmbientMemory()  # screen cells that change on their own
         try:
             self._start_display()
         except BaseException:
@@ -621,43 +641,39 @@ class DesktopEnv:
     def _grab(self) -> Any:
         return self._mss.grab(self._mss.monitors[0])
 
-    def settle(self) -> tuple[Any, float, bool]:
-        """Wait for `settle_stable_frames` identical frames; return (frame, seconds, stable)."""
-        cfg = self.config
-        start = time.monotonic()
+    def _grab_array(self) -> np.ndarray:
+        """The screen as a (height, width, 4) BGRX array (mss's own buffer, no copy)."""
         frame = self._grab()
-        previous = frame.raw  # each grab returns a new buffer: no copy needed
-        same = 1
-        while same < cfg.settle_stable_frames:
-            if time.monotonic() - start > cfg.settle_timeout_s:
-                return frame, time.monotonic() - start, False
-            time.sleep(cfg.settle_poll_s)  # poll cadence, not synchronization
-            frame = self._grab()
-            current = frame.raw
-            same = same + 1 if current == previous else 1  # memcmp, cheaper than hashing
-            previous = current
-        return frame, time.monotonic() - start, True
+        return np.frombuffer(frame.raw, dtype=np.uint8).reshape(frame.size[1], frame.size[0], 4)
+
+    def settle(self) -> SettleResult:
+        """Wait until nothing outside ambient regions changed for the quiet window."""
+        cfg = self.config
+        return settle_on_pixels(
+            self._grab_array, _bgrx_png,
+            QuietWindow(quiet_s=cfg.settle_quiet_s, first_change_s=cfg.settle_first_change_s,
+                        poll_s=cfg.settle_poll_s),
+            cfg.settle_timeout_s, memory=self._ambient,
+        )
 
     def screenshot_png(self, frame: Any | None = None) -> bytes:
         """The screen (or a grabbed frame) as lossless PNG bytes."""
-        from PIL import Image
 
         frame = frame if frame is not None else self._grab()
-        buf = io.BytesIO()
-        image = Image.frombuffer("RGB", frame.size, frame.raw, "raw", "BGRX", 0, 1)  # mss: BGRA
-        image.save(buf, format="PNG", compress_level=1)
-        return buf.getvalue()
+        return _bgrx_png(np.frombuffer(frame.raw, dtype=np.uint8).reshape(
+            frame.size[1], frame.size[0], 4))
 
     def pointer_position(self) -> tuple[int, int]:
         x, y = self._pyautogui.position()
         return int(x), int(y)
 
-    def _observe(self, frame: Any, **fields: Any) -> Observation:
-        size = Size(width=frame.size[0], height=frame.size[1])
+    def _observe(self, settled: SettleResult, info: dict[str, Any],
+                 **fields: Any) -> Observation:
         return Observation(
-            screenshot_png=self.screenshot_png(frame), screen_size=self.screen_size,
-            screenshot_size=size, app=self.active_window_title(),
-            pointer=self.pointer_position(), **fields,
+            screenshot_png=settled.screenshot_png, screen_size=self.screen_size,
+            screenshot_size=png_size(settled.screenshot_png), app=self.active_window_title(),
+            pointer=self.pointer_position(), settle_s=settled.settle_s, settle=settled.report(),
+            info={**info, **settled.info()}, **fields,
         )
 
     # ----------------------------------------------------------------- Environment
@@ -682,16 +698,15 @@ class DesktopEnv:
         self._pyautogui.moveTo(self.screen_size.width // 2, self.screen_size.height // 2)
         if self.task_runner is not None:
             self.task_runner.setup(self, task)
-        frame, settle_s, stable = self.settle()
-        return self._observe(
-            frame, instruction=task.instruction or None, settle_s=settle_s,
-            info={"settled": stable, "display": self.display},
-        )
+        self._ambient.forget()
+        return self._observe(self.settle(), {"display": self.display},
+                             instruction=task.instruction or None)
 
     def step(self, action: Action) -> Observation:
         """Execute one action, wait for the screen to settle, observe."""
         self._check_alive()
         self.actions_taken.append(action)
+        self._ambient.learn_before_action(self._grab_array())  # cells that moved meanwhile
         start = time.monotonic()
         error: str | None = None
         try:
@@ -703,11 +718,7 @@ class DesktopEnv:
         execute_s = time.monotonic() - start
         if error:
             logger.info("action %s not executed: %s", action.type, error)
-        frame, settle_s, stable = self.settle()
-        return self._observe(
-            frame, execute_s=execute_s, settle_s=settle_s, action_error=error,
-            info={"settled": stable},
-        )
+        return self._observe(self.settle(), {}, execute_s=execute_s, action_error=error)
 
     def notify_terminal(self, action: Action) -> None:
         """Record an action the loop handled itself (terminate/answer) without step().

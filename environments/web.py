@@ -11,15 +11,20 @@ browsers runs one environment per thread or process. The sync API keeps each cal
 plain function call with its own timeout. Its objects belong to the thread that created
 them: build, use and close a WebEnvironment on one thread, outside a running asyncio loop.
 
-After each action `step` waits until the page is quiet (no request or navigation pending,
-two consecutive identical frames) or `settle_timeout_s` passes, never a fixed sleep.
+After each action `step` waits until the page's reaction is over — the page script
+(environments/_page_settle.py) reports no pending timer, request, finite animation, DOM
+mutation or image load, and no request or navigation is pending — then captures one frame;
+where the script cannot answer it waits for a quiet screen outside ambient regions
+(environments/_settle.py). `settle_timeout_s` bounds it; never a fixed sleep (docs/settling.md).
 A browser that dies or stops answering (past `hang_timeout_s`) is killed and
 `EnvironmentCrashed` raised; the next `reset` starts a fresh browser.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -56,7 +61,15 @@ from actions.models import (
 )
 from actions.observation import Observation, Size, png_size
 from actions.parsing import pointer_after
-from environments._settle import SettleResult, Watchdog, wait_until_settled
+from environments._page_settle import ambient_notes, busy_reasons, page_settle_script
+from environments._settle import (
+    AmbientMemory,
+    QuietWindow,
+    SettleResult,
+    Watchdog,
+    decode_png,
+    settle_on_pixels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +85,12 @@ CHROMIUM_FLAGS: tuple[str, ...] = (
     "--disable-quic",
     "--disable-smooth-scrolling",  # a wheel notch scrolls at once: fewer frames to settle
 )
+# Hides the text caret in every document (a blinking caret is ambient motion in screenshots).
+_HIDE_CARET_JS = """document.addEventListener('DOMContentLoaded', () => {
+  const style = document.createElement('style');
+  style.textContent = '* { caret-color: transparent !important; }';
+  document.documentElement.appendChild(style);
+}, {once: true});"""
 _INSTANCE_FLAG = "--qwen-cua-instance"  # ignored by Chromium; lets us find our browser's pid
 
 # Canonical key names (actions.models.NAMED_KEYS) -> Playwright key names.
@@ -114,6 +133,24 @@ class WebConfig(BaseModel):
     headless: bool = True
     settle_timeout_s: float = Field(
         3.0, gt=0, description="Upper bound on waiting for the page to settle after an action."
+    )
+    reaction_bound_s: float = Field(
+        2.0, gt=0,
+        description="The page script waits for timers of at most this delay, animations "
+        "ending within it, and for the reaction as a whole at most this long after the action; "
+        "past it the step settles on the screen alone.",
+    )
+    mutation_quiet_s: float = Field(
+        0.04, ge=0, description="A DOM node changed by the reaction this recently (JS-driven "
+        "animation) keeps the page busy.",
+    )
+    settle_quiet_s: float = Field(
+        0.15, gt=0, description="Without a page script (or past reaction_bound_s): the screen "
+        "must not change outside ambient regions for this long.",
+    )
+    settle_first_change_s: float = Field(
+        0.3, gt=0, description="Without a page script: how long an unchanged screen is "
+        "watched for a reaction to begin.",
     )
     navigation_timeout_s: float = Field(
         30.0, gt=0, description="Upper bound on loading a URL (reset, navigate)."
@@ -294,6 +331,8 @@ class WebEnvironment:
         self._loading = False
         self._blocked_urls: list[str] = []
         self._new_tab = False
+        self._cdp: Any = None
+        self._ambient = AmbientMemory()
         self.task: Task | None = None
         self.last_answer: str | None = None
         # A browser reached over CDP (cdp_url, or our own launched with user_data_dir):
@@ -476,6 +515,10 @@ class WebEnvironment:
             locale=self.config.locale,
         )
         self._context.set_default_timeout(self.config.navigation_timeout_s * 1000)
+        self._context.add_init_script(page_settle_script(
+            int(self.config.reaction_bound_s * 1000), int(self.config.mutation_quiet_s * 1000)))
+        if self.config.hide_caret:
+            self._context.add_init_script(_HIDE_CARET_JS)
         self._context.on("request", self._on_request)
         self._context.on("requestfinished", self._on_request_done)
         self._context.on("requestfailed", self._on_request_done)
@@ -491,6 +534,8 @@ class WebEnvironment:
             return
         self._page = page
         self._pointer = (0, 0)  # a page's mouse starts at its top-left corner (Playwright)
+        self._cdp = None
+        self._ambient.forget()
         main_frame = page.main_frame
 
         def on_navigated(frame: Any) -> None:
@@ -660,6 +705,7 @@ class WebEnvironment:
             self._blocked_urls.clear()
             self._new_tab = False
             started = time.perf_counter()
+            self._mark_reaction()
             error = self._execute(action)
             execute_s = time.perf_counter() - started
             settled = self._settle()
@@ -826,16 +872,19 @@ class WebEnvironment:
         return all(now - t > self.config.long_request_s for t in self._pending_requests.values())
 
     def _capture(self) -> bytes:
+        """One lossless PNG of the viewport through CDP `Page.captureScreenshot` with
+        `optimizeForSpeed` (faster zlib settings; ~2/3 of Playwright's screenshot time)."""
         from playwright.sync_api import Error as PlaywrightError
 
         page = self.page
         deadline = time.perf_counter() + min(2.0, self.config.settle_timeout_s)
         while True:
             try:
-                return page.screenshot(
-                    type="png", caret="hide" if self.config.hide_caret else "initial",
-                    animations="allow", timeout=self.config.hang_timeout_s * 1000,
-                )
+                if self._cdp is None:
+                    self._cdp = page.context.new_cdp_session(page)
+                shot = self._cdp.send("Page.captureScreenshot", {
+                    "format": "png", "optimizeForSpeed": True, "captureBeyondViewport": False})
+                return base64.b64decode(shot["data"])
             except PlaywrightError as error:
                 # Between a navigation's commit and its first paint there is no frame to
                 # capture ("Unable to capture screenshot"); try again shortly.
@@ -843,18 +892,80 @@ class WebEnvironment:
                     raise
                 page.wait_for_timeout(20)
 
+    def _mark_reaction(self) -> None:
+        """Tell the page script that what starts from now on is the action's reaction."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        with contextlib.suppress(PlaywrightError):
+            self.page.evaluate("() => window.__cuaSettle && window.__cuaSettle.mark()")
+
+    def _page_state(self) -> dict[str, Any] | None:
+        """The page script's answer; {"navigating": True} while the document is being
+        replaced; None where there is no script (about:blank, error pages)."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            state = self.page.evaluate("() => window.__cuaSettle ? window.__cuaSettle.state()"
+                                       " : null")
+        except PlaywrightError as error:
+            if "context was destroyed" in str(error) or "navigat" in str(error):
+                return {"navigating": True}
+            raise
+        return state
+
     def _settle(self) -> SettleResult:
-        if self.config.fixed_settle_s is not None:
-            start = time.perf_counter()
-            time.sleep(self.config.fixed_settle_s)
-            return SettleResult(self._capture(), time.perf_counter() - start, 1, settled=True)
+        """Wait until the page's reaction is over, then capture (see module docstring)."""
+        config = self.config
+        start = time.perf_counter()
+        if config.fixed_settle_s is not None:
+            time.sleep(config.fixed_settle_s)
+            return SettleResult(self._capture(), time.perf_counter() - start, 1, settled=True,
+                                reason="fixed_sleep")
         page = self.page
-        return wait_until_settled(
-            capture=self._capture,
+        deadline = start + config.settle_timeout_s
+        script_deadline = start + min(config.reaction_bound_s, config.settle_timeout_s)
+        waited_for: dict[str, None] = {}
+        state: dict[str, Any] | None = None
+        while True:
+            state = self._page_state()
+            if state is not None and not state.get("navigating") and not state.get("loading"):
+                # the document is complete: a same-document navigation (history.pushState)
+                # fires "framenavigated" but never "load"
+                self._loading = False
+            busy = [] if self._is_quiet() else ["network"]
+            if state is not None:
+                busy += ["navigation"] if state.get("navigating") else busy_reasons(state)
+            waited_for.update(dict.fromkeys(busy))
+            if not busy or self._blocked_urls or time.perf_counter() >= script_deadline:
+                break  # (a refused navigation: step() recovers from it and settles again)
+            page.wait_for_timeout(10)
+        if state is not None and not state.get("navigating") and not busy:
+            return SettleResult(self._capture(), time.perf_counter() - start, 1, settled=True,
+                                reason="page_idle", waited_for=tuple(waited_for),
+                                ambient=tuple(ambient_notes(state)))
+        # No script to ask, or the reaction outlasted reaction_bound_s: watch the screen.
+        pngs: dict[int, bytes] = {}
+
+        def grab() -> Any:
+            png = self._capture()
+            frame = decode_png(png)
+            pngs.clear()
+            pngs[id(frame)] = png
+            return frame
+
+        result = settle_on_pixels(
+            grab, lambda frame: pngs[id(frame)],
+            QuietWindow(quiet_s=config.settle_quiet_s,
+                        first_change_s=config.settle_first_change_s, poll_s=0.0),
+            timeout_s=max(0.0, deadline - time.perf_counter()),
+            memory=self._ambient,
             is_quiet=self._is_quiet,
-            wait_a_little=lambda: page.wait_for_timeout(10),
-            timeout_s=self.config.settle_timeout_s,
+            wait=lambda seconds: page.wait_for_timeout(seconds * 1000) if seconds else None,
         )
+        waited_for.update(dict.fromkeys(result.waited_for))
+        return dataclasses.replace(
+            result, settle_s=time.perf_counter() - start, waited_for=tuple(waited_for),
+            ambient=tuple(ambient_notes(state or {})))
 
     def _episode_status(self) -> tuple[bool, dict[str, Any]]:
         """Whether the page itself ended the episode, plus details for `info` (hook)."""
@@ -872,7 +983,7 @@ class WebEnvironment:
         settled = settled or self._settle()
         done, info = self._episode_status()
         info.update(extra_info or {})
-        info.update(settled=settled.settled, frames=settled.frames)
+        info.update(settled.info())
         if self._new_tab:
             info["new_tab"] = True
         a11y = None
@@ -889,6 +1000,7 @@ class WebEnvironment:
             pointer=self._pointer,
             execute_s=execute_s,
             settle_s=settled.settle_s,
+            settle=settled.report(),
             action_error=action_error,
             done=done,
             info=info,

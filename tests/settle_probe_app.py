@@ -1,0 +1,42 @@
+"""A Tk program for the settling tests: a ticking clock, and a click that reacts late.
+
+Usage: python settle_probe_app.py DELAY_MS TICK_MS MODE
+A label shows a counter changed every TICK_MS (ambient motion). A click anywhere paints
+the big panel pure blue DELAY_MS later. MODE "everywhere" instead recolours the whole
+window every 30 ms forever (a screen that never settles).
+"""
+
+import sys
+import tkinter as tk
+
+delay_ms, tick_ms, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+root = tk.Tk()
+root.title("cua-settle-probe")
+root.geometry("640x480+0+0")
+clock = tk.Label(root, text="0", font=("DejaVu Sans Mono", 20), width=12)
+clock.pack()
+panel = tk.Frame(root, background="#e0e0e0")
+panel.pack(fill="both", expand=True)
+count = 0
+
+
+def tick() -> None:
+    global count
+    count += 1
+    clock.configure(text=str(count))
+    root.after(tick_ms, tick)
+
+
+def flash() -> None:
+    global count
+    count += 1
+    colour = "#%06x" % (count * 2654435 % 0xFFFFFF)
+    for widget in (root, clock, panel):
+        widget.configure(background=colour)
+    root.after(30, flash)
+
+
+root.bind_all("<ButtonRelease-1>", lambda e: root.after(
+    delay_ms, lambda: panel.configure(background="#0000ff")))
+root.after(10, flash if mode == "everywhere" else tick)
+root.mainloop()
