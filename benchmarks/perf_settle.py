@@ -16,6 +16,13 @@ box: a difference is a stale screen. Strategies, measured side by side in one ru
 
     python -m benchmarks.perf_settle --repeats 1
     python -m benchmarks.perf_settle --quick          # a handful of pages, for a smoke run
+    python -m benchmarks.perf_settle --corpus desktop # Xvfb: a Tk app with a clock, xterm
+
+The desktop corpus (a real Xvfb): benchmarks/settle_probe_app.py, whose click paints a
+panel blue 0-1000 ms later, with and without a clock ticking every 100 ms; and an xterm
+with a blinking cursor running `sleep 0.3` / `sleep 1` before printing a red bar. There
+the stale check is the reaction's own mark (the blue panel, the red bar) on the returned
+screenshot.
 
 The machine is shared: read ratios between rows of one run, not absolute times.
 """
@@ -321,6 +328,132 @@ def print_web_table(samples: list[Sample], console: Console) -> dict[str, dict[s
     return medians
 
 
+# ---------------------------------------------------------------- desktop corpus
+
+DESKTOP_DELAYS_MS = (0, 150, 300, 600, 1000)
+PANEL_BLUE, PANEL_GREY = (0, 0, 255), (224, 224, 224)
+PANEL_XY = (320, 360)  # a point of the probe app's panel (its window sits at 0,0, 640x480)
+
+
+def _panel(frame: np.ndarray) -> tuple[int, ...]:
+    """The colour of the probe app's panel (mss frames are BGRX, PNGs RGB)."""
+    pixel = frame[PANEL_XY[1], PANEL_XY[0]]
+    return tuple(int(v) for v in pixel[:3])
+
+
+def _desktop_strategy(env, strategy: str) -> SettleResult:
+    """Wait as `strategy` on the desktop, then capture (ours is env.settle())."""
+    from environments.desktop import _bgrx_png
+
+    start = time.perf_counter()
+    if strategy == "ours":
+        return env.settle()
+    if strategy == "two frames (before)":  # the previous rule: 3 identical frames, 40 ms apart
+        frame, same = env._grab_array(), 1
+        while same < 3 and time.perf_counter() - start < env.config.settle_timeout_s:
+            time.sleep(0.04)
+            current = env._grab_array()
+            same = same + 1 if np.array_equal(current, frame) else 1
+            frame = current
+        return SettleResult(_bgrx_png(frame), time.perf_counter() - start, 0, same >= 3)
+    time.sleep(STRATEGIES[strategy] or 0.0)
+    return SettleResult(_bgrx_png(env._grab_array()), time.perf_counter() - start, 1, True)
+
+
+def _desktop_step(env, action, strategy: str) -> tuple[float, bytes]:
+    """One step as DesktopEnv.step does it, with `strategy`'s wait; (seconds, PNG)."""
+    started = time.perf_counter()
+    if strategy == "ours":
+        png = env.step(action).screenshot_png
+    else:
+        env._execute(action)
+        png = _desktop_strategy(env, strategy).screenshot_png
+    return time.perf_counter() - started, png
+
+
+def _wait_screen(env, condition, timeout_s: float = 10.0) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not condition(decode_png(_desktop_strategy(env, "single capture (floor)")
+                                   .screenshot_png)):
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the desktop corpus app did not reach its start state")
+        time.sleep(0.05)
+
+
+def run_desktop(repeats: int) -> list[Sample]:
+    """The Tk probe app (delays x clock on/off) and an xterm with a blinking cursor."""
+    import sys
+    from pathlib import Path
+
+    from actions.models import Type
+    from environments.desktop import DesktopConfig, DesktopEnv
+
+    app = Path(__file__).with_name("settle_probe_app.py")
+    task = Task(suite="perf_settle", task_id="desktop", config={})
+    samples: list[Sample] = []
+    with DesktopEnv(DesktopConfig(screen_size=VIEWPORT, window_manager=None)) as env:
+        for _ in range(repeats):
+            for ambient, tick_ms in (("none", 0), ("clock", 100)):
+                for delay_ms in DESKTOP_DELAYS_MS:
+                    env.reset(task)
+                    env.spawn([sys.executable, str(app), str(delay_ms), str(tick_ms), "clock"])
+                    env.wait_for_window("^cua-settle-probe$")
+                    for strategy in STRATEGIES:
+                        env.step(Click(x=PANEL_XY[0], y=PANEL_XY[1], button="right"))
+                        _wait_screen(env, lambda f: _panel(f) == PANEL_GREY)
+                        step_s, png = _desktop_step(env, Click(x=PANEL_XY[0], y=PANEL_XY[1]),
+                                                    strategy)
+                        shown = _panel(decode_png(png))
+                        samples.append(Sample(strategy, f"click, panel after {delay_ms} ms",
+                                              "timer", ambient, step_s,
+                                              shown != PANEL_BLUE, "", []))
+            env.reset(task)
+            env.spawn(["xterm", "-bc", "-geometry", "80x24+0+0", "-e", "bash --norc"])
+            env.wait_for_window("xterm|bash")
+            for sleep_s in (0.3, 1.0):
+                for strategy in STRATEGIES:
+                    env.step(Type(text="clear\n"))
+                    _wait_screen(env, lambda f: not _red_bar(f))
+                    command = f"sleep {sleep_s}; printf '\\033[41m%40s\\033[0m\\n' ''\n"
+                    step_s, png = _desktop_step(env, Type(text=command), strategy)
+                    samples.append(Sample(strategy, f"xterm: sleep {sleep_s}; print", "timer",
+                                          "blinking cursor", step_s,
+                                          not _red_bar(decode_png(png)), "", []))
+    return samples
+
+
+def _red_bar(frame: np.ndarray) -> bool:
+    """Whether xterm's red background (205, 0, 0) shows anywhere."""
+    rgb = frame[..., :3].astype(np.int16)
+    return bool(((rgb[..., 0] > 150) & (rgb[..., 1] < 40) & (rgb[..., 2] < 40)).sum() > 200)
+
+
+def print_desktop_table(samples: list[Sample], console: Console) -> None:
+    table = Table(title="desktop (Xvfb): step time median / p90 (ms), stale screens "
+                  "(the reaction's mark missing)")
+    for column in ("strategy", "Tk click", "Tk click + clock", "xterm (blinking cursor)",
+                   "stale", "stale + ambient"):
+        table.add_column(column, justify="right" if column != "strategy" else "left")
+    for strategy in STRATEGIES:
+        mine = [s for s in samples if s.strategy == strategy]
+        tk_plain = [s for s in mine if s.ambient == "none"]
+        tk_clock = [s for s in mine if s.ambient == "clock"]
+        xterm = [s for s in mine if s.ambient == "blinking cursor"]
+        table.add_row(strategy, _ms([s.step_s for s in tk_plain]),
+                      _ms([s.step_s for s in tk_clock]), _ms([s.step_s for s in xterm]),
+                      _rate([s.stale for s in tk_plain]),
+                      _rate([s.stale for s in tk_clock + xterm]))
+    console.print(table)
+    kinds = Table(title="desktop: stale screens per reaction")
+    kinds.add_column("reaction")
+    for strategy in STRATEGIES:
+        kinds.add_column(strategy, justify="right")
+    for reaction in dict.fromkeys(s.reaction for s in samples):
+        kinds.add_row(reaction, *(_rate([s.stale for s in samples if s.reaction == reaction
+                                         and s.strategy == strategy]) for strategy in STRATEGIES))
+    console.print(kinds)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="passes over the corpus")
@@ -328,8 +461,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="a few pages only (static, timeout 300 ms, fetch 500 ms; "
                         "without ambient motion and with the JS ticker)")
     parser.add_argument("--json", help="also write every sample to this JSON file")
+    parser.add_argument("--corpus", choices=("web", "desktop"), default="web")
     args = parser.parse_args(argv)
     console = Console()
+    if args.corpus == "desktop":
+        samples = run_desktop(args.repeats)
+        print_desktop_table(samples, console)
+        if args.json:
+            with open(args.json, "w") as file:
+                json.dump([dataclasses.asdict(s) for s in samples], file, indent=1)
+        return
     reactions, ambients = REACTIONS, list(AMBIENT)
     if args.quick:
         reactions = [r for r in REACTIONS if r.name in ("static", "timeout 300 ms",

@@ -311,11 +311,16 @@ def settle_screenshots(
     window: QuietWindow,
     timeout_s: float,
     memory: AmbientMemory | None = None,
+    first_png: bytes | None = None,
 ) -> SettleResult:
     """`settle_on_pixels` for a source that only gives PNG screenshots (adb screencap, a
     VM's screenshot endpoint): each is decoded to compare, the returned PNG is the
     device's own bytes (never re-encoded). For callers that settle a screen between
-    steps, e.g. after a reset or before an evaluation."""
+    steps, e.g. after a reset or before an evaluation; `first_png` is a screenshot the
+    caller already has (it counts as the first frame).
+
+        settle_screenshots(vm.screenshot, QuietWindow(quiet_s=0.5, first_change_s=1.0), 10.0)
+    """
     pngs: dict[int, bytes] = {}
 
     def grab() -> np.ndarray:
@@ -328,7 +333,8 @@ def settle_screenshots(
     def encode(frame: np.ndarray) -> bytes:
         return pngs[id(frame)]
 
-    return settle_on_pixels(grab, encode, window, timeout_s, memory)
+    first = (decode_png(first_png), first_png) if first_png is not None else None
+    return settle_on_pixels(grab, encode, window, timeout_s, memory, first=first)
 
 
 class Watchdog:

@@ -1,9 +1,11 @@
-"""A Tk program for the settling tests: a ticking clock, and a click that reacts late.
+"""A Tk program for settling on the desktop (tests/test_settle_desktop.py and
+benchmarks/perf_settle.py --corpus desktop): a ticking clock, and a click that reacts late.
 
-Usage: python settle_probe_app.py DELAY_MS TICK_MS MODE
-A label shows a counter changed every TICK_MS (ambient motion). A click anywhere paints
-the big panel pure blue DELAY_MS later. MODE "everywhere" instead recolours the whole
-window every 30 ms forever (a screen that never settles).
+Usage: python -m benchmarks.settle_probe_app DELAY_MS TICK_MS MODE
+A label shows a counter changed every TICK_MS (ambient motion; 0: never). A left click
+anywhere paints the big panel pure blue DELAY_MS later; a right click paints it grey at
+once. MODE "everywhere" instead recolours the whole window every 30 ms forever (a screen
+that never settles).
 """
 
 import sys
@@ -24,7 +26,8 @@ def tick() -> None:
     global count
     count += 1
     clock.configure(text=str(count))
-    root.after(tick_ms, tick)
+    if tick_ms:
+        root.after(tick_ms, tick)
 
 
 def flash() -> None:
@@ -38,5 +41,6 @@ def flash() -> None:
 
 root.bind_all("<ButtonRelease-1>", lambda e: root.after(
     delay_ms, lambda: panel.configure(background="#0000ff")))
+root.bind_all("<ButtonRelease-3>", lambda e: panel.configure(background="#e0e0e0"))
 root.after(10, flash if mode == "everywhere" else tick)
 root.mainloop()
