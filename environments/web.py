@@ -873,13 +873,18 @@ class WebEnvironment:
 
     def _capture(self) -> bytes:
         """One lossless PNG of the viewport through CDP `Page.captureScreenshot` with
-        `optimizeForSpeed` (faster zlib settings; ~2/3 of Playwright's screenshot time)."""
+        `optimizeForSpeed` (faster zlib settings; ~2/3 of Playwright's screenshot time).
+        HiDPI goes through Playwright's screenshot: a CDP session of our own does not
+        share Playwright's device-scale emulation and would capture CSS pixels."""
         from playwright.sync_api import Error as PlaywrightError
 
         page = self.page
         deadline = time.perf_counter() + min(2.0, self.config.settle_timeout_s)
         while True:
             try:
+                if self.config.device_scale_factor != 1.0:
+                    return page.screenshot(type="png", animations="allow",
+                                           timeout=self.config.hang_timeout_s * 1000)
                 if self._cdp is None:
                     self._cdp = page.context.new_cdp_session(page)
                 shot = self._cdp.send("Page.captureScreenshot", {

@@ -127,6 +127,7 @@ class MiniWoBEnvironment(WebEnvironment):
             page = self.page
             self._open(url)  # waits for the load event: window.onload built the widgets
             page.evaluate(_START_JS, [task.seed, int(limit_s * 1000)])
+            self._mark_reaction()  # the episode's time-limit timer is no reaction to wait for
             page.wait_for_function("() => WOB_TASK_READY === true",
                                    timeout=self.config.navigation_timeout_s * 1000)
             response = page.evaluate("() => core.getUtterance()")
