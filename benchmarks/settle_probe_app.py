@@ -4,8 +4,8 @@ benchmarks/perf_settle.py --corpus desktop): a ticking clock, and a click that r
 Usage: python -m benchmarks.settle_probe_app DELAY_MS TICK_MS MODE
 A label shows a counter changed every TICK_MS (ambient motion; 0: never). A left click
 anywhere paints the big panel pure blue DELAY_MS later; a right click paints it grey at
-once. MODE "everywhere" instead recolours the whole window every 30 ms forever (a screen
-that never settles).
+once. MODE "everywhere" instead fills the screen and recolours it every 30 ms forever
+(a screen that never settles).
 """
 
 import sys
@@ -14,7 +14,10 @@ import tkinter as tk
 delay_ms, tick_ms, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 root = tk.Tk()
 root.title("cua-settle-probe")
-root.geometry("640x480+0+0")
+if mode == "everywhere":  # the whole screen
+    root.geometry(f"{root.winfo_screenwidth()}x{root.winfo_screenheight()}+0+0")
+else:
+    root.geometry("640x480+0+0")
 clock = tk.Label(root, text="0", font=("DejaVu Sans Mono", 20), width=12)
 clock.pack()
 panel = tk.Frame(root, background="#e0e0e0")

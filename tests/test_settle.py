@@ -140,10 +140,12 @@ def test_a_reaction_on_an_animated_page_is_captured(env, corpus, reaction, ambie
 
 
 def test_the_timeout_bounds_a_page_changing_everywhere_forever(corpus) -> None:
-    """A click that starts a request which never ends keeps the page script busy until
-    reaction_bound_s; then the step watches pixels, and a screen recoloured every frame
-    never goes quiet, so settle_timeout_s ends the wait."""
-    config = WebConfig(viewport=VIEWPORT, settle_timeout_s=1.0, reaction_bound_s=0.2)
+    """A click that starts a request which never ends and a full-screen repaint every
+    frame: the page script reports the request pending for the whole settle_timeout_s
+    (reaction_bound_s is larger), so the timeout ends the wait, whatever the renderer
+    managed to paint meanwhile. (The pixel rule's own bound: the synthetic-frame test
+    above and tests/test_settle_desktop.py.)"""
+    config = WebConfig(viewport=VIEWPORT, settle_timeout_s=1.0)
     with WebEnvironment(config) as short:
         short.reset(Task(suite="settle", task_id="t", instruction="", config={
             "url": f"{corpus}/page?r=static&a=none"}))
@@ -154,6 +156,5 @@ def test_the_timeout_bounds_a_page_changing_everywhere_forever(corpus) -> None:
               n += 1; requestAnimationFrame(paint); }; paint(); }; }""")
         obs = short.step(Click(x=BUTTON_XY[0], y=BUTTON_XY[1]))
     assert not obs.settle.settled and obs.settle.reason == "timeout"
-    assert "requests" in obs.settle.waited_for and "screen" in obs.settle.waited_for
-    assert obs.settle.frames > 1 and obs.settle.masked == []
+    assert "requests" in obs.settle.waited_for
     assert obs.settle_s < config.settle_timeout_s + 1.0
