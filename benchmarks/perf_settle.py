@@ -30,6 +30,7 @@ The machine is shared: read ratios between rows of one run, not absolute times.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import json
@@ -181,7 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(body)  # (the page may have been left before the answer)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass

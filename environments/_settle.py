@@ -262,11 +262,11 @@ def settle_on_pixels(
         last = float(last_change[relevant].max()) if relevant.any() else None
         quiet = (now >= window.first_change_s if last is None
                  else now - last >= window.quiet_s)
+        if now >= timeout_s:  # first: a window that ends with the time proves nothing
+            reason, settled = "timeout", False
+            break
         if quiet and is_quiet():
             reason, settled = "quiet", True
-            break
-        if now >= timeout_s:
-            reason, settled = "timeout", False
             break
         wait(min(window.poll_s, max(0.0, timeout_s - now)))
         current = grab()

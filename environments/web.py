@@ -887,8 +887,20 @@ class WebEnvironment:
                                            timeout=self.config.hang_timeout_s * 1000)
                 if self._cdp is None:
                     self._cdp = page.context.new_cdp_session(page)
-                shot = self._cdp.send("Page.captureScreenshot", {
-                    "format": "png", "optimizeForSpeed": True, "captureBeyondViewport": False})
+                try:
+                    shot = self._cdp.send("Page.captureScreenshot", {
+                        "format": "png", "optimizeForSpeed": True,
+                        "captureBeyondViewport": False})
+                except PlaywrightError as error:
+                    if not self._browser_alive():
+                        raise
+                    # the session went with a renderer swap (an error page, a cross-site
+                    # navigation): a new one next time, Playwright's screenshot now
+                    logger.debug("CDP capture failed (%s); using a new session next time",
+                                 str(error).splitlines()[0])
+                    self._cdp = None
+                    return page.screenshot(type="png", animations="allow",
+                                           timeout=self.config.hang_timeout_s * 1000)
                 return base64.b64decode(shot["data"])
             except PlaywrightError as error:
                 # Between a navigation's commit and its first paint there is no frame to
@@ -948,6 +960,10 @@ class WebEnvironment:
             return SettleResult(self._capture(), time.perf_counter() - start, 1, settled=True,
                                 reason="page_idle", waited_for=tuple(waited_for),
                                 ambient=tuple(ambient_notes(state)))
+        if time.perf_counter() >= deadline:  # still busy when the time was up
+            return SettleResult(self._capture(), time.perf_counter() - start, 1, settled=False,
+                                reason="timeout", waited_for=tuple(waited_for),
+                                ambient=tuple(ambient_notes(state or {})))
         # No script to ask, or the reaction outlasted reaction_bound_s: watch the screen.
         pngs: dict[int, bytes] = {}
 

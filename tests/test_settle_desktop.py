@@ -63,8 +63,9 @@ def test_a_ticking_clock_does_not_hold_steps(desktop, probe_app) -> None:  # noq
 @pytest.mark.parametrize("probe_app", [(0, 0, "everywhere")], indirect=True)
 def test_the_timeout_bounds_a_window_changing_everywhere(desktop, probe_app) -> None:  # noqa: F811
     config = desktop.config
-    desktop.config = config.model_copy(update={"settle_timeout_s": 1.5, "settle_quiet_s": 0.5,
-                                               "settle_first_change_s": 0.5})
+    # windows of 1 s: only an app starved for over a second could look quiet
+    desktop.config = config.model_copy(update={"settle_timeout_s": 2.5, "settle_quiet_s": 1.0,
+                                               "settle_first_change_s": 1.0})
     try:
         obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
     finally:
