@@ -4,8 +4,9 @@
    left-padded generate call, parsing) on N episodes at once against N sequential
    single-episode calls, with the tiny Qwen3-VL on CPU (or `--model` for a real
    checkpoint). The N prompts differ in length (0-3 earlier steps, 1-4 sentence
-   instructions), so the batch is padded. Beside it, the generate call alone on the same
-   prompts built beforehand. Greedy decoding, a fixed number of new tokens (the
+   instructions), so the batch is padded. Beside it, the generator's call alone on the
+   same prompts built beforehand (encoding + decoding), and how long building and
+   encoding (image processing, tokenizing) the prompts take by themselves. Greedy decoding, a fixed number of new tokens (the
    end-of-turn token is suppressed so every episode generates the same count).
 2. Vision tokens one screenshot costs at the default pixel budget of the released
    Qwen3-VL checkpoints (preprocessor_config.json: patch 16, merge 2, shortest_edge
@@ -123,21 +124,27 @@ def throughput(model: str, episodes: int, new_tokens: int, screen: Size,
             [(p.messages, p.pil_images()) for p in batch], greedy, new_tokens)
         return [len(g.response_token_ids) for g in generations]
 
-    act(states[:1])  # warm-up (allocations, lazy init)
+    def encode() -> list[int]:
+        return [len(policy.encoder.encode(p.messages, p.pil_images())["input_ids"])
+                for p in prompts]
+
+    act(states)  # warm-up (lazy init, the padded batch's allocations)
     best = dict.fromkeys(("act_batched", "act_sequential", "generate_batched",
-                          "generate_sequential"), float("inf"))
+                          "generate_sequential", "build", "encode"), float("inf"))
     for _ in range(repeats):
         for name, run in (
                 ("act_batched", lambda: act(states)),
                 ("act_sequential", lambda: [n for s in states for n in act([s])]),
                 ("generate_batched", lambda: generate(prompts)),
-                ("generate_sequential", lambda: [n for p in prompts for n in generate([p])])):
+                ("generate_sequential", lambda: [n for p in prompts for n in generate([p])]),
+                ("build", lambda: policy.prompts(states)),
+                ("encode", encode)):
             started = time.monotonic()
             tokens = run()
             best[name] = min(best[name], time.monotonic() - started)
-            assert sum(tokens) == episodes * new_tokens, (name, tokens)
-    lengths = [len(policy.encoder.encode(p.messages, p.pil_images())["input_ids"])
-               for p in prompts]
+            if name.startswith(("act", "generate")):
+                assert sum(tokens) == episodes * new_tokens, (name, tokens)
+    lengths = encode()
     return {"episodes": episodes, "new_tokens": new_tokens,
             "prompt_tokens_min": float(min(lengths)), "prompt_tokens_max": float(max(lengths)),
             **best}
@@ -176,15 +183,19 @@ def main(argv: list[str] | None = None) -> None:
         table.add_column(column)
     tokens = result["episodes"] * result["new_tokens"]
     for label, key in (("act(): prompts, images, generate, parse", "act"),
-                       ("generate only (prompts built beforehand)", "generate")):
+                       ("generate(): encode + decode, prompts built beforehand",
+                        "generate")):
         batched, sequential = result[f"{key}_batched"], result[f"{key}_sequential"]
         table.add_row(label, f"{batched:.2f}", f"{sequential:.2f}",
                       f"{sequential / batched:.2f}x", f"{tokens / batched:.1f}",
                       f"{tokens / sequential:.1f}")
     console.print(table)
-    share = 1 - result["generate_batched"] / result["act_batched"]
-    console.print(f"outside generate (prompt building, parsing) in a batched act(): "
-                  f"{share:.0%} of its time")
+    act_s = result["act_batched"]
+    console.print(
+        f"of a batched act() ({act_s:.2f} s): building the prompts {result['build']:.2f} s "
+        f"({result['build'] / act_s:.0%}), encoding them (image processing, tokenizing; the "
+        f"same work batched or not) {result['encode']:.2f} s "
+        f"({result['encode'] / act_s:.0%}); the rest is decoding and parsing")
 
 
 if __name__ == "__main__":
