@@ -468,6 +468,7 @@ class WebEnvironment:
             self._context = contexts[0] if contexts else self._browser.new_context()
             self._context.set_default_timeout(self.config.navigation_timeout_s * 1000)
         page = self._context.new_page()
+        self._install_page_scripts(page)  # our tab only, never the user's others
         viewport = self.config.viewport
         page.set_viewport_size({"width": viewport.width, "height": viewport.height})
         self._page = None
@@ -498,6 +499,13 @@ class WebEnvironment:
         self._stop_profile_browser()  # graceful, before _discard_browser would kill it
         self._discard_browser()
 
+    def _install_page_scripts(self, target: Any) -> None:
+        """The settle script (and the caret hider) in every document of a context or page."""
+        target.add_init_script(page_settle_script(
+            int(self.config.reaction_bound_s * 1000), int(self.config.mutation_quiet_s * 1000)))
+        if self.config.hide_caret:
+            target.add_init_script(_HIDE_CARET_JS)
+
     def _new_context(self) -> None:
         if self._attached:
             self._open_our_tab()
@@ -515,10 +523,7 @@ class WebEnvironment:
             locale=self.config.locale,
         )
         self._context.set_default_timeout(self.config.navigation_timeout_s * 1000)
-        self._context.add_init_script(page_settle_script(
-            int(self.config.reaction_bound_s * 1000), int(self.config.mutation_quiet_s * 1000)))
-        if self.config.hide_caret:
-            self._context.add_init_script(_HIDE_CARET_JS)
+        self._install_page_scripts(self._context)
         self._context.on("request", self._on_request)
         self._context.on("requestfinished", self._on_request_done)
         self._context.on("requestfailed", self._on_request_done)
