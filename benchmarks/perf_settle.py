@@ -334,13 +334,11 @@ def print_web_table(samples: list[Sample], console: Console) -> dict[str, dict[s
 
 DESKTOP_DELAYS_MS = (0, 150, 300, 600, 1000)
 PANEL_BLUE, PANEL_GREY = (0, 0, 255), (224, 224, 224)
-PANEL_XY = (320, 360)  # a point of the probe app's panel (its window sits at 0,0, 640x480)
 
 
-def _panel(frame: np.ndarray) -> tuple[int, ...]:
-    """The colour of the probe app's panel (mss frames are BGRX, PNGs RGB)."""
-    pixel = frame[PANEL_XY[1], PANEL_XY[0]]
-    return tuple(int(v) for v in pixel[:3])
+def _colour(frame: np.ndarray, point: tuple[int, int]) -> tuple[int, ...]:
+    """The RGB colour of one pixel of a decoded PNG."""
+    return tuple(int(v) for v in frame[point[1], point[0], :3])
 
 
 def _desktop_strategy(env, strategy: str) -> SettleResult:
@@ -373,10 +371,14 @@ def _desktop_step(env, action, strategy: str) -> tuple[float, bytes]:
     return time.perf_counter() - started, png
 
 
-def _wait_screen(env, condition, timeout_s: float = 10.0) -> None:
+def _wait_screen(env, point: tuple[int, int] | None, timeout_s: float = 10.0) -> None:
+    """Poll until the panel at `point` is grey (None: until xterm shows no red bar)."""
+    def ready(frame: np.ndarray) -> bool:
+        return not _red_bar(frame) if point is None else _colour(frame, point) == PANEL_GREY
+
     deadline = time.perf_counter() + timeout_s
-    while not condition(decode_png(_desktop_strategy(env, "single capture (floor)")
-                                   .screenshot_png)):
+    while not ready(decode_png(_desktop_strategy(env, "single capture (floor)")
+                               .screenshot_png)):
         if time.perf_counter() > deadline:
             raise RuntimeError("the desktop corpus app did not reach its start state")
         time.sleep(0.05)
@@ -393,19 +395,21 @@ def run_desktop(repeats: int) -> list[Sample]:
     app = Path(__file__).with_name("settle_probe_app.py")
     task = Task(suite="perf_settle", task_id="desktop", config={})
     samples: list[Sample] = []
-    with DesktopEnv(DesktopConfig(screen_size=VIEWPORT, window_manager=None)) as env:
+    with DesktopEnv(DesktopConfig(screen_size=VIEWPORT)) as env:
         for _ in range(repeats):
             for ambient, tick_ms in (("none", 0), ("clock", 100)):
                 for delay_ms in DESKTOP_DELAYS_MS:
                     env.reset(task)
                     env.spawn([sys.executable, str(app), str(delay_ms), str(tick_ms), "clock"])
-                    env.wait_for_window("^cua-settle-probe$")
+                    x, y, width, height = env.window_geometry(
+                        env.wait_for_window("^cua-settle-probe$"))
+                    point = (x + width // 2, y + height * 2 // 3)  # the app's panel
                     for strategy in STRATEGIES:
-                        env.step(Click(x=PANEL_XY[0], y=PANEL_XY[1], button="right"))
-                        _wait_screen(env, lambda f: _panel(f) == PANEL_GREY)
-                        step_s, png = _desktop_step(env, Click(x=PANEL_XY[0], y=PANEL_XY[1]),
+                        env.step(Click(x=point[0], y=point[1], button="right"))
+                        _wait_screen(env, point)
+                        step_s, png = _desktop_step(env, Click(x=point[0], y=point[1]),
                                                     strategy)
-                        shown = _panel(decode_png(png))
+                        shown = _colour(decode_png(png), point)
                         samples.append(Sample(strategy, f"click, panel after {delay_ms} ms",
                                               "timer", ambient, step_s,
                                               shown != PANEL_BLUE, "", []))
@@ -415,7 +419,7 @@ def run_desktop(repeats: int) -> list[Sample]:
             for sleep_s in (0.3, 1.0):
                 for strategy in STRATEGIES:
                     env.step(Type(text="clear\n"))
-                    _wait_screen(env, lambda f: not _red_bar(f))
+                    _wait_screen(env, None)
                     command = f"sleep {sleep_s}; printf '\\033[41m%40s\\033[0m\\n' ''\n"
                     step_s, png = _desktop_step(env, Type(text=command), strategy)
                     samples.append(Sample(strategy, f"xterm: sleep {sleep_s}; print", "timer",
@@ -465,7 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="also write every sample to this JSON file")
     parser.add_argument("--corpus", choices=("web", "desktop"), default="web")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=150)
     if args.corpus == "desktop":
         samples = run_desktop(args.repeats)
         print_desktop_table(samples, console)

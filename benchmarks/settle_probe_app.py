@@ -4,7 +4,7 @@ benchmarks/perf_settle.py --corpus desktop): a ticking clock, and a click that r
 Usage: python -m benchmarks.settle_probe_app DELAY_MS TICK_MS MODE
 A label shows a counter changed every TICK_MS (ambient motion; 0: never). A left click
 anywhere paints the big panel pure blue DELAY_MS later; a right click paints it grey at
-once. MODE "everywhere" instead fills the screen and recolours it every 30 ms forever
+once and cancels reactions still on their way. MODE "everywhere" instead fills the screen and recolours it every 30 ms forever
 (a screen that never settles).
 """
 
@@ -42,8 +42,20 @@ def flash() -> None:
     root.after(30, flash)
 
 
-root.bind_all("<ButtonRelease-1>", lambda e: root.after(
-    delay_ms, lambda: panel.configure(background="#0000ff")))
-root.bind_all("<ButtonRelease-3>", lambda e: panel.configure(background="#e0e0e0"))
+pending: list[str] = []
+
+
+def react(_event: object) -> None:
+    pending.append(root.after(delay_ms, lambda: panel.configure(background="#0000ff")))
+
+
+def restore(_event: object) -> None:
+    while pending:  # a reaction still on its way would repaint the panel later
+        root.after_cancel(pending.pop())
+    panel.configure(background="#e0e0e0")
+
+
+root.bind_all("<ButtonRelease-1>", react)
+root.bind_all("<ButtonRelease-3>", restore)
 root.after(10, flash if mode == "everywhere" else tick)
 root.mainloop()
