@@ -190,6 +190,7 @@ class ChatServerProcess:
         self.port = free_port()
         self.log = logs / "chat_server.log"
         self.process: subprocess.Popen | None = None
+        self.started: list[subprocess.Popen] = []
         self._lock = threading.Lock()
 
     @property
@@ -197,13 +198,18 @@ class ChatServerProcess:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout_s: float = 300.0) -> None:
+        """Start the server unless one of ours is running (two overlapping kill faults
+        schedule two restarts: the second must not start a rival on the same port)."""
         with self._lock:
+            if self.process is not None and self.process.poll() is None:
+                return
             log = self.log.open("ab")
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "policies.chat_server", str(self.model_dir), "--port",
                  str(self.port), "--served-model-name", "tiny", "--device", "cpu",
                  "--threads", "1"], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True)
+            self.started.append(self.process)
             log.close()
         deadline = time.monotonic() + timeout_s
         while not self.answers():
@@ -221,10 +227,12 @@ class ChatServerProcess:
             return False
 
     def kill(self) -> None:
+        """Kill every server process this object started that still runs."""
         with self._lock:
-            if self.process is not None and self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(timeout=30)
+            for process in self.started:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=30)
 
     def set_faults(self, **faults: float) -> bool:
         """POST /faults (a few tries: a server busy generating on one thread answers
