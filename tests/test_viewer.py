@@ -274,3 +274,31 @@ def test_two_runs_compare_task_by_task(browser, report: Path, tmp_path: Path) ->
     assert page.locator("#results tbody tr").count() == 2
     assert errors == []
     page.close()
+
+
+def test_report_of_a_run_still_in_progress(tmp_path: Path) -> None:
+    """`cua view` while `cua run` is still going: the started episode and its steps so far
+    are shown, marked unfinished, and a torn last line (a step being written) is dropped."""
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    writer = RunWriter(tmp_path / "live", {"suite": "web", "policy": "test"}, fsync=False)
+    recorder = writer.start_episode("live_seed0")
+    first = recorder.observation(Observation(screenshot_png=_png(SCREEN, "white"),
+                                             screen_size=SCREEN, screenshot_size=SCREEN))
+    task = Task(suite="web", task_id="live", seed=0, instruction="go")
+    recorder.start(EpisodeRecord(episode_id="live_seed0", key="web/live/0", task=task,
+                                 instruction="go", policy="test", platform="web",
+                                 started_at=time.time(), initial_observation=first))
+    recorder.step(StepRecord(episode_id="live_seed0", index=0, started_at=time.time(),
+                             observation=first, policy_s=0.1,
+                             output=PolicyOutput(raw_text="c", actions=[Click(x=5, y=5)])))
+    with open(tmp_path / "live" / "episodes" / "live_seed0" / "steps.jsonl", "a") as f:
+        f.write('{"episode_id": "live_seed0", "ind')  # the next step, half written
+    result = CliRunner().invoke(app, ["view", str(tmp_path / "live")])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "live" / "report"
+    assert "Unfinished episodes" in (report / "index.html").read_text()
+    page = (report / "episodes" / "live_seed0.html").read_text()
+    assert "unfinished (no result recorded)" in page and page.count('class="step"') == 1
