@@ -165,8 +165,9 @@ def run_command(
     policy_option: Annotated[list[str] | None, typer.Option(
         "--policy-option", help="Extra policy option KEY=VALUE (repeatable).")] = None,
     prompt_profile: Annotated[str | None, typer.Option(
-        "--prompt-profile", help="Prompt profile (default: qwen3-computer-use, the web "
-        "suite's); see docs/profiles.md.")] = None,
+        "--prompt-profile", help="Prompt profile (default: the platform's, as its suites "
+        "use: qwen3-computer-use for web and desktop, qwen3-mobile for Android); see "
+        "docs/profiles.md.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run directory (default: runs/run-<time>).")] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1,

@@ -10,6 +10,7 @@ stands in for vLLM / SGLang, the virtual phone for a real device.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,16 +43,21 @@ def test_android_on_the_virtual_phone_with_a_check(chat: FakeChatServer, adb_por
     assert done.returncode == 0, done.stdout + done.stderr
     text = done.stdout
     # the live stream: each step's thought, action in words (touch pixels), in order
-    for expected in ("step 1", 'open app "Notes"', "click (620, 1493)", "click (360, 189)",
-                     'type "Milk"', "click (107, 653)", "terminate (success)", "step 6",
-                     "I tap the new-note button."):
+    for expected in ("step 1", 'open app "Notes"', 'type "Milk"', "terminate (success)",
+                     "step 6", "I tap the new-note button."):
         assert expected in text, f"{expected!r} missing from the stream:\n{text}"
+    # touch pixels of the grid points (the profile scales by 1000 or 999: +-1 pixel)
+    for pattern in (r"click \(62[01], 149[34]\)", r"click \(36[01], 18[89]\)",
+                    r"click \(10[78], 65[34]\)"):
+        assert re.search(pattern, text), f"{pattern!r} missing from the stream:\n{text}"
     assert text.index('open app "Notes"') < text.index('type "Milk"') < text.index("terminate")
     assert "success (verified by the check)" in text
     result = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert result["success"] is True and result["steps"] == 6
-    # the policy was shown the mobile_use tool (the platform's prompt)
+    # the policy was shown the mobile_use tool under the Android suites' prompt profile
     assert "mobile_use" in "\n".join(chat.texts_seen[0])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["policy_options"]["prompt_profile"] == "qwen3-mobile"
 
 
 @pytest.mark.slow
