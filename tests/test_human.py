@@ -50,7 +50,10 @@ def test_confirm_approve_edit_skip_stop(chat: FakeChatServer, tmp_path: Path) ->
     ])
     out = tmp_path / "run"
     done = run_cua(["run", "--url", PAGE, "--task", "Fill in bonjour", *served(chat),
-                    "--out", str(out), "--confirm", "--success-js", FILLED],
+                    "--out", str(out), "--confirm", "--success-js", FILLED,
+                    # a profile whose prompt carries the loop's feedback (the cookbook's
+                    # computer-use prompt has no place for it)
+                    "--prompt-profile", "qwen-cua"],
                    stdin="a\ne\nbonjour\ns\nq\n")
     assert done.returncode == 0, done.stdout + done.stderr
     steps = steps_of(out)
@@ -61,6 +64,7 @@ def test_confirm_approve_edit_skip_stop(chat: FakeChatServer, tmp_path: Path) ->
     # the skipped click was not run (the button would have changed the title) and the
     # policy was told so, as a refusal
     assert steps[2]["executions"][0]["observation"]["action_error"] == USER_REFUSAL
+    assert USER_REFUSAL in steps[2]["feedback"]  # what the loop tells the policy
     assert USER_REFUSAL in "\n".join(chat.texts_seen[3])
     result = json.loads((out / "results.jsonl").read_text())
     assert result["terminated_by"] == "done" and result["success"] is True  # typed text checked
@@ -81,7 +85,7 @@ def test_ctrl_c_pauses_and_resume_goes_on(chat: FakeChatServer, tmp_path: Path) 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
         [*CUA, "run", "--url", PAGE, "--task", "t", *served(chat), "--out", str(out),
-         "--confirm"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         "--confirm", "--prompt-profile", "qwen-cua"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=env, cwd=ROOT)
     errors: list[str] = []
 
