@@ -228,8 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     if "miniwob" in pages:
         suite = MiniWoBSuite()
         # one browser for every mode: they differ only in how `step` waits; the default
-        # WebConfig (hide_caret=False) except the suite's viewport
-        with suite.make_environment() as env:
+        # WebConfig (hide_caret=False) except the suite's viewport, and a fresh context at
+        # each reset (the caret hider is a script installed with the context, so switching
+        # hide_caret needs a new one; step times do not depend on it)
+        with suite.make_environment(fresh_context_per_episode=True) as env:
             actions = oracle_actions(env, suite, args.task, args.seed)
             console.print(f"[bold]MiniWoB {args.task}[/] seed {args.seed}: {len(actions)} "
                           f"actions ({', '.join(a.type for a in actions)}); viewport "
