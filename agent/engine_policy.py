@@ -147,8 +147,13 @@ class BatchingPolicy:
             delay = self._ready()
             if delay is None or delay > 0:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally
+                # when it is cancelled in the loop iteration that sets the event (the
+                # engine's episodes_active during shutdown), losing the cancellation, and
+                # close() would wait for this task forever.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 continue

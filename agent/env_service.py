@@ -197,8 +197,8 @@ class EnvironmentPool:
         """Run fn(*args) on the slot's thread, bounded by call_timeout_s."""
         future = slot.executor.submit(fn, *args)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future),
-                                          timeout=self.config.call_timeout_s)
+            async with asyncio.timeout(self.config.call_timeout_s):  # not wait_for (3.11
+                return await asyncio.wrap_future(future)  # loses a concurrent cancel)
         except TimeoutError:
             slot.last_error = f"{what} took longer than {self.config.call_timeout_s:g} s"
             logger.error("environment %d hung (%s); replacing it", slot.index, slot.last_error)
@@ -239,8 +239,8 @@ class EnvironmentPool:
         for slot in list(self.slots):
             if slot.env is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.wrap_future(
-                        slot.executor.submit(_close_quietly, slot.env)), timeout=30)
+                    async with asyncio.timeout(30):
+                        await asyncio.wrap_future(slot.executor.submit(_close_quietly, slot.env))
             slot.executor.shutdown(wait=False)
         self.slots.clear()
         self.leases.clear()

@@ -38,7 +38,8 @@ PAGE_SETTLE_JS = r"""
   const realSetTimeout = window.setTimeout, realClearTimeout = window.clearTimeout;
   const realClearInterval = window.clearInterval;
   let markId = 0, markAt = 0, context = null, requests = 0;
-  let lastReactionMutation = -1, ambientNodes = 0;
+  let lastReactionMutation = -1;
+  const touched = new Set();      // nodes that changed lately (pruned at each mark)
   const pending = new Map();       // timer id -> {mark, gen}
   const lastFired = new Map();     // callback key -> {mark, gen, at}
   const nodes = new WeakMap();     // node -> {last, mark, first, ambient}
@@ -100,6 +101,12 @@ PAGE_SETTLE_JS = r"""
   // A node is ambient when it was changing on its own before the mark: several changes
   // spread over time, or changes long after the action before the mark (past BOUND_MS);
   // or when it keeps changing for over AMBIENT_SPAN_MS after the mark.
+  function wasAmbient(info) {  // at the mark, from the node's changes before it
+    const recent = info.last < markAt && markAt - info.last < AMBIENT_NODE_MS;
+    const busy = info.count >= 2 && info.last - info.first >= 30;
+    const late = info.last - info.epochAt > BOUND_MS;
+    return recent && (busy || late);
+  }
   new MutationObserver((records) => {
     const t = now();
     for (const record of records) {
@@ -109,17 +116,14 @@ PAGE_SETTLE_JS = r"""
         nodes.set(record.target, info);
       }
       if (info.epoch !== markId) {  // the first change of this node since the mark
-        const recent = info.last < markAt && markAt - info.last < AMBIENT_NODE_MS;
-        const busy = info.count >= 2 && info.last - info.first >= 30;
-        const late = info.last - info.epochAt > BOUND_MS;
-        info.ambient = markId > 0 && recent && (busy || late);
+        info.ambient = markId > 0 && wasAmbient(info);
         info.epoch = markId; info.epochAt = markAt; info.count = 0; info.first = t;
-        if (info.ambient) ambientNodes += 1;
       } else if (!info.ambient && info.count >= 3 && t - info.first > AMBIENT_SPAN_MS) {
-        info.ambient = true; ambientNodes += 1;
+        info.ambient = true;
       }
       info.count += 1;
       info.last = t;
+      touched.add(record.target);
       if (!info.ambient) lastReactionMutation = t;
     }
   }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
@@ -165,19 +169,35 @@ PAGE_SETTLE_JS = r"""
   }
 
   Object.defineProperty(window, '__cuaSettle', {enumerable: false, value: Object.freeze({
-    mark() { markId += 1; markAt = now(); ambientNodes = 0; return markId; },
+    mark() {
+      markId += 1; markAt = now();
+      lastReactionMutation = -1;  // what changed before the mark is not this action's
+      for (const node of touched) {
+        const info = nodes.get(node);
+        if (!info || !node.isConnected || markAt - info.last >= AMBIENT_NODE_MS) touched.delete(node);
+        else info.ambientAtMark = wasAmbient(info) ? markId : 0;
+      }
+      return markId;
+    },
     state() {
       const t = now();
       let timers = 0;
       for (const info of pending.values()) if (info.mark === markId && info.gen <= CHAIN_MAX) timers += 1;
       const [finite, infinite] = animations();
+      // Ambient nodes: judged so at their first change since the mark, or, not changed
+      // since, judged so at the mark (a ticker between two ticks is still a ticker).
+      let ambient = 0;
+      for (const node of touched) {
+        const info = nodes.get(node);
+        if (info.epoch === markId ? info.ambient : info.ambientAtMark === markId) ambient += 1;
+      }
       return {
         timers, requests: Math.max(0, requests), animations: finite, images: loadingImages(),
         fonts: !!(document.fonts && document.fonts.status === 'loading'),
         loading: document.readyState !== 'complete',
         leaving: leavingAt >= 0 && t - leavingAt < BOUND_MS,
         mutating: lastReactionMutation >= 0 && t - lastReactionMutation < MUTATION_QUIET_MS,
-        ambient_animations: infinite, ambient_nodes: ambientNodes, since_mark_ms: t - markAt,
+        ambient_animations: infinite, ambient_nodes: ambient, since_mark_ms: t - markAt,
       };
     },
   })});

@@ -114,6 +114,30 @@ def test_episodes_start_in_plan_order_and_batches_respect_max_batch():
     assert sizes[0] == 3
 
 
+def test_closing_the_batcher_while_it_is_woken_does_not_hang():
+    """The engine's shutdown: an episode's request is cancelled while the batcher waits for
+    others to join, `episodes_active` wakes the batcher and `close()` cancels it in the
+    same loop iteration. Python 3.11's asyncio.wait_for swallowed that cancellation (its
+    inner wait had just finished), the batcher looped on and close() never returned; a CI
+    run hung in test_a_fatal_error_stops_the_run... on it. Deterministic: the set() and the
+    cancel() happen back to back on the loop's thread."""
+
+    async def main():
+        service = BatchingPolicy(ScriptedPolicy([out(CLICK)]), max_wait_s=30.0)
+        service.episodes_active(2)
+        request = asyncio.create_task(service.act(None, None))  # never dispatched
+        while not service._pending or service._wake.is_set():  # the batcher waits (30 s)
+            await asyncio.sleep(0)
+        request.cancel()
+        service.episodes_active(1)  # wakes the batcher ...
+        async with asyncio.timeout(10):
+            await service.close()  # ... and cancels it in the same iteration
+        return request
+
+    request = asyncio.run(main())
+    assert request.cancelled()
+
+
 def test_policy_failure_ends_only_the_episodes_of_that_batch():
     policy = ScriptedPolicy([out(CLICK), out(TERMINATE)], raise_on_call=(2, ValueError("bad")))
     specs = [EpisodeSpec(task(n), n) for n in ("a", "b", "c")]

@@ -117,22 +117,36 @@ def test_hung_worker_is_killed_after_its_call_timeout(tmp_path):
 # --------------------------------------------------------------------------- browser
 
 
+def _our_browsers() -> list:
+    """The main Chromium processes (not their renderers) our environments started."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            args = child.cmdline()
+        except psutil.Error:
+            continue
+        if any(a.startswith("--qwen-cua-instance") for a in args) and not any(
+                a.startswith("--type=") for a in args):
+            found.append(child)
+    return found
+
+
 class _KillsBrowsers(ScriptedPolicy):
-    """Clicks; on its 2nd call SIGKILLs every Chromium our workers started."""
+    """Clicks; on its 2nd call SIGKILLs every Chromium the run's workers started (a
+    browser some other test of this process left open is not the run's)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.before = {p.pid for p in _our_browsers()}
 
     def act(self, states):
         outputs = super().act(states)
         if len(self.batches) == 2:
-            import psutil
-
             killed = 0
-            for child in psutil.Process().children(recursive=True):
-                try:
-                    args = child.cmdline()
-                except psutil.Error:
-                    continue
-                if any(a.startswith("--qwen-cua-instance") for a in args) and not any(
-                        a.startswith("--type=") for a in args):
+            for child in _our_browsers():
+                if child.pid not in self.before:
                     child.kill()
                     killed += 1
             assert killed == 2, f"expected the 2 workers' browsers, killed {killed}"

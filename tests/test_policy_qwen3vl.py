@@ -94,7 +94,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_unsupported_model_type_is_named(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
-    with pytest.raises(PolicyLoadError, match="'gpt2'.*qwen2_5_vl, qwen3_vl, qwen3_vl_moe"):
+    with pytest.raises(PolicyLoadError, match="'gpt2'.*qwen2_5_vl, qwen3_5, qwen3_5_moe, qwen3_vl, qwen3_vl_moe"):
         Qwen3VLPolicy.from_options(model=str(tmp_path))
 
 

@@ -120,7 +120,17 @@ def test_a_delayed_reaction_is_captured(env, corpus, reaction) -> None:
 
 
 def test_an_ambient_ticker_does_not_hold_a_step(env, corpus) -> None:
-    obs = _click(env, corpus, "static", "js ticker")
+    """A ticker already ticking before the action is ambient at once. (One that has not
+    ticked yet when the action is marked is learned as ambient only after it has kept
+    changing for AMBIENT_SPAN_MS, so the precondition is waited for, by state: the ticker
+    has shown three values.)"""
+    page = corpus + page_path({r.name: r for r in REACTIONS}["static"], "js ticker")
+    env.reset(Task(suite="settle", task_id="t", instruction="click", config={"url": page}))
+    env.page.wait_for_function("""() => {
+        const seen = window.__tickerSeen = window.__tickerSeen || new Set();
+        seen.add(document.getElementById('amb').textContent);
+        return seen.size >= 4; }""", polling=10)
+    obs = env.step(Click(x=BUTTON_XY[0], y=BUTTON_XY[1]))
     assert obs.settle.settled and obs.settle.reason == "page_idle", obs.settle
     assert obs.settle.frames == 1
     assert obs.settle.waited_for == []
