@@ -1,4 +1,4 @@
-"""Shared MiniWoB fixtures (one browser per test session) and a minimal oracle loop.
+"""Shared MiniWoB fixtures (one browser per test module) and a minimal oracle loop.
 
 Import from test files: `from tests.conftest_miniwob import ...`.
 """
@@ -27,8 +27,12 @@ def miniwob_suite() -> MiniWoBSuite:
     return MiniWoBSuite()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def miniwob_env(miniwob_suite: MiniWoBSuite) -> Iterator[MiniWoBEnvironment]:
+    # Per module, not per session: a Playwright sync session marks its event loop as
+    # running on this thread while it is open, so a session-wide browser made every later
+    # module's `asyncio.run` fail ("cannot be called from a running event loop") and left
+    # an extra Chromium for the fault tests to find.
     env = miniwob_suite.make_environment()
     yield env
     env.close()
