@@ -61,6 +61,7 @@ from actions.contracts import Environment, Policy, Task
 from actions.models import Action, Key, Navigate, OpenApp, Type
 from actions.observation import Observation
 from trajectories.record import EpisodeRecord, EpisodeResult, ObservationMeta, StepRecord
+from trajectories.store import WrappedRunWriter
 
 logger = logging.getLogger(__name__)
 
@@ -519,20 +520,12 @@ def _drop_tokens(output: dict[str, Any]) -> None:
         output[name] = None
 
 
-class RedactingRunWriter:
+class RedactingRunWriter(WrappedRunWriter):
     """A RunWriter whose episode recorders redact (everything else is the wrapped one's)."""
 
     def __init__(self, inner: Any, redactor: Redactor) -> None:
-        self.inner = inner
+        super().__init__(inner, lambda recorder: RedactingRecorder(recorder, redactor))
         self.redactor = redactor
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "redactor"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def start_episode(self, episode_id: str) -> RedactingRecorder:
-        return RedactingRecorder(self.inner.start_episode(episode_id), self.redactor)
 
 
 def apply_safety(

@@ -24,6 +24,7 @@ from rich.markup import escape
 from actions.observation import Observation
 from actions.words import action_in_words
 from trajectories.record import EpisodeRecord, EpisodeResult, ObservationMeta, StepRecord
+from trajectories.store import WrappedRunWriter
 
 StreamMode = Literal["text", "json", "quiet"]
 
@@ -145,20 +146,12 @@ class StreamingRecorder:
         self.stream.finished(result)
 
 
-class StreamingRunWriter:
+class StreamingRunWriter(WrappedRunWriter):
     """A RunWriter whose episode recorders also stream (everything else is the inner's)."""
 
     def __init__(self, inner: Any, stream: StepStream) -> None:
-        self.inner = inner
+        super().__init__(inner, lambda recorder: StreamingRecorder(recorder, stream))
         self.stream = stream
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("inner", "stream"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def start_episode(self, episode_id: str) -> StreamingRecorder:
-        return StreamingRecorder(self.inner.start_episode(episode_id), self.stream)
 
 
 __all__ = ["StepStream", "StreamingRecorder", "StreamingRunWriter", "shorten", "step_event"]

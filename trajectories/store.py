@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -452,8 +452,25 @@ class RunDir:
         return self.path / EPISODES / episode_id
 
 
+class WrappedRunWriter:
+    """A run writer whose episode recorders are wrapped by `wrap_recorder` (redaction, a
+    live step stream); everything else is the inner writer's."""
+
+    def __init__(self, inner: Any, wrap_recorder: Callable[[Any], Any]) -> None:
+        self.inner = inner
+        self.wrap_recorder = wrap_recorder
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("inner", "wrap_recorder"):  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def start_episode(self, episode_id: str) -> Any:
+        return self.wrap_recorder(self.inner.start_episode(episode_id))
+
+
 __all__ = [
     "CorruptRecordError", "EpisodeRecorder", "EpisodeWriter", "NotARunDirectory",
-    "NullRecorder", "RunConfigMismatch", "RunDir", "RunWriter", "TrajectoryStoreError",
+    "NullRecorder", "RunConfigMismatch", "RunDir", "RunWriter", "TrajectoryStoreError", "WrappedRunWriter",
     "append_line", "atomic_write_bytes", "package_versions", "read_jsonl", "repair_torn_tail",
 ]
