@@ -1,8 +1,9 @@
 """Real OSWorld task files on the local desktop suite (benchmarks/desktop).
 
-Test data: the 24 task files of OSWorld's `os` domain, unchanged, in
-shared/osworld/evaluation_examples/examples/os/ (source: xlang-ai/OSWorld as kept in
-ljxpython/OSWorldUse at f6cee715783b2b2c6f38d460a6dbab90495d238a; see SOURCE.md there).
+Test data: the 24 task specifications of OSWorld's `os` domain, recorded as facts in
+tests/golden/osworld-os-tasks.json (source: xlang-ai/OSWorld as kept in ljxpython/OSWorldUse
+at f6cee715783b2b2c6f38d460a6dbab90495d238a, evaluation_examples/examples/os/; the header
+names it) and written out per task, in OSWorld's folder layout, into a temporary folder.
 
 Each task is either refused before any setup step runs (one line naming what it needs,
 and never a privileged or system-changing command on the host), or it runs on our own
@@ -13,6 +14,7 @@ implementation of OSWorld's setup steps, getters and metrics (not against OSWorl
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -25,7 +27,17 @@ from benchmarks.desktop import DesktopSuite, UnsupportedTaskError, load_task
 from benchmarks.desktop import evaluators as evaluators_module
 from benchmarks.desktop.validate import command_problems, resolve, task_problems
 
-OS_TASKS = Path(__file__).parent.parent / "shared/osworld/evaluation_examples/examples/os"
+GOLDEN = Path(__file__).parent / "golden" / "osworld-os-tasks.json"
+
+
+@pytest.fixture(scope="module")
+def os_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The golden's tasks as OSWorld's `examples/os/<id>.json` files."""
+    folder = tmp_path_factory.mktemp("osworld-examples") / "os"
+    folder.mkdir()
+    for task_id, task in json.loads(GOLDEN.read_text(encoding="utf-8"))["tasks"].items():
+        (folder / f"{task_id}.json").write_text(json.dumps(task), encoding="utf-8")
+    return folder
 
 # id prefix -> a word of the refusal (the first thing that keeps it from running here)
 REFUSED = {
@@ -50,12 +62,12 @@ RUNS = {
 }
 
 
-def os_tasks() -> dict[str, Path]:
-    return {path.name[:8]: path for path in sorted(OS_TASKS.glob("*.json"))}
+def os_tasks(os_dir: Path) -> dict[str, Path]:
+    return {path.name[:8]: path for path in sorted(os_dir.glob("*.json"))}
 
 
-def test_every_os_task_is_either_refused_with_its_reason_or_runnable() -> None:
-    tasks = os_tasks()
+def test_every_os_task_is_either_refused_with_its_reason_or_runnable(os_dir: Path) -> None:
+    tasks = os_tasks(os_dir)
     assert len(tasks) == 24 and set(tasks) == set(REFUSED) | set(RUNS)
     for prefix, path in tasks.items():
         problems = task_problems(load_task(path))
@@ -89,7 +101,7 @@ def test_harmless_commands_pass() -> None:
         assert command_problems(command, shell, which) == [], command
 
 
-def test_placeholders_and_home_are_resolved() -> None:
+def test_placeholders_and_home_are_resolved(os_dir: Path) -> None:
     home = Path("/tmp/episode-home")
     step = {"command": ["python", "-c", "click({SCREEN_WIDTH_HALF}, {SCREEN_HEIGHT_HALF})"],
             "path": "/home/user/Desktop/a.txt", "x": "{SCREEN_WIDTH}x{SCREEN_HEIGHT}",
@@ -98,7 +110,7 @@ def test_placeholders_and_home_are_resolved() -> None:
         "command": ["python", "-c", "click(640, 360)"],
         "path": "/tmp/episode-home/Desktop/a.txt", "x": "1280x720", "pw": "password",
         "other": "/home/username"}
-    bad = load_task(os_tasks()["a4d98375"]).model_copy(deep=True)
+    bad = load_task(os_tasks(os_dir)["a4d98375"]).model_copy(deep=True)
     bad.config[0].parameters["command"] = ["echo", "{SCREEN_DEPTH}"]
     assert "placeholder {SCREEN_DEPTH}" in task_problems(bad)
 
@@ -120,8 +132,8 @@ class Say:
 
 @pytest.mark.slow
 def test_real_os_tasks_refused_before_any_step_or_scored(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    suite = DesktopSuite(tasks_dir=OS_TASKS.parent)
+        monkeypatch: pytest.MonkeyPatch, os_dir: Path) -> None:
+    suite = DesktopSuite(tasks_dir=os_dir.parent)
     ran_setup: list[str] = []
     real_run_setup = evaluators_module.run_setup
 
