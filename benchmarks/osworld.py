@@ -60,6 +60,7 @@ from actions.models import (
 )
 from actions.observation import Observation, Size
 from benchmarks.base import SuiteUnavailable
+from environments._settle import AmbientMemory, QuietWindow, SettleResult, settle_screenshots
 
 logger = logging.getLogger(__name__)
 
@@ -351,9 +352,12 @@ class OSWorldEnvironment:
 
     `protocol='official'` waits as lib_run_single.py does (`reset_wait_s` after reset,
     `evaluate_wait_s` before evaluate, `sleep_after_execution_s` as each step's pause);
-    `protocol='fast'` passes pause=0 and polls the VM's screenshot until two consecutive
-    ones are identical (bounded by settle_timeout_s) after reset, each step and before
-    evaluate. `sleep` performs the official waits.
+    `protocol='fast'` passes pause=0 and polls the VM's screenshot every `settle_poll_s`
+    until nothing outside ambient cells (a clock, a blinking cursor) has changed for
+    `settle_quiet_s` — or, when nothing changed at all, for `settle_first_change_s` —
+    bounded by `settle_timeout_s` (environments._settle's pixel rule, the one the desktop
+    and Android environments use), after reset, each step and before evaluate. `sleep`
+    performs the official waits.
     """
 
     platform = "desktop"
@@ -366,6 +370,7 @@ class OSWorldEnvironment:
                  evaluate_wait_s: float = OFFICIAL_EVALUATE_WAIT_S,
                  sleep_after_execution_s: float = OFFICIAL_SLEEP_AFTER_EXECUTION_S,
                  settle_timeout_s: float = 5.0, settle_poll_s: float = 0.3,
+                 settle_quiet_s: float = 0.6, settle_first_change_s: float = 1.0,
                  result_dir: str | Path | None = None, model_name: str = "qwen-cua",
                  sleep: Callable[[float], None] = time.sleep,
                  **desktop_env_options: Any) -> None:
@@ -382,6 +387,9 @@ class OSWorldEnvironment:
         self.sleep_after_execution_s = sleep_after_execution_s
         self.settle_timeout_s = settle_timeout_s
         self.settle_poll_s = settle_poll_s
+        self.settle_quiet_s = settle_quiet_s
+        self.settle_first_change_s = settle_first_change_s
+        self._ambient: AmbientMemory | None = None  # cells seen changing on their own
         self.result_dir = Path(result_dir) if result_dir is not None else None
         self.model_name = model_name
         self.sleep = sleep
@@ -417,23 +425,16 @@ class OSWorldEnvironment:
         return Observation(screenshot_png=screenshot, screen_size=size, screenshot_size=size,
                            **fields)
 
-    def _settled_screenshot(self, first: bytes | None = None) -> tuple[bytes, float]:
-        """The screen once two screenshots in a row are identical (environments._settle,
-        the settle detection every environment uses), bounded by settle_timeout_s."""
-        from environments._settle import wait_until_settled
-
-        pending = [self._screenshot(first)]
-
-        def capture() -> bytes:
-            if pending:
-                return pending.pop()
-            time.sleep(self.settle_poll_s)  # the poll cadence of a remote VM
-            return self._screenshot()
-
-        settled = wait_until_settled(capture, is_quiet=lambda: True,
-                                     wait_a_little=lambda: None,
-                                     timeout_s=self.settle_timeout_s)
-        return settled.screenshot_png, settled.settle_s
+    def _settled(self, first: bytes | None = None) -> SettleResult:
+        """The VM's screen once settled (see the class docstring); `first`: a screenshot
+        OSWorld already returned, the first frame."""
+        window = QuietWindow(quiet_s=self.settle_quiet_s,
+                             first_change_s=self.settle_first_change_s,
+                             poll_s=self.settle_poll_s)
+        if self._ambient is None:
+            self._ambient = AmbientMemory()
+        return settle_screenshots(self._screenshot, window, self.settle_timeout_s,
+                                  memory=self._ambient, first_png=self._screenshot(first))
 
     def _example_dir(self, task: Task) -> Path | None:
         if self.result_dir is None:
@@ -457,15 +458,17 @@ class OSWorldEnvironment:
             obs = self.env.reset(task_config=spec)
             if self.protocol == "official":
                 self.sleep(self.reset_wait_s)  # "Wait for the environment to be ready"
-                shot, settle_s = self._screenshot(), 0.0
+                shot, settle_s, report = self._screenshot(), 0.0, None
             else:
-                shot, settle_s = self._settled_screenshot(obs.get("screenshot"))
+                self._ambient = None  # a new screen: nothing is known to be ambient yet
+                settled = self._settled(obs.get("screenshot"))
+                shot, settle_s, report = settled.screenshot_png, settled.settle_s, settled.report()
         except Exception as exc:
             self._crashed(exc)
             raise
         self._start_recording()
         return self._observation(shot, instruction=task.instruction or None,
-                                 settle_s=settle_s)
+                                 settle_s=settle_s, settle=report)
 
     def _crashed(self, exc: Exception) -> None:
         if self.writer is not None and not isinstance(exc, ScreenshotUnavailable):
@@ -495,8 +498,9 @@ class OSWorldEnvironment:
         try:
             payloads = encode(action, self.action_space)
         except UnsupportedActionError as exc:
-            shot, settle_s = self._settled_screenshot()
-            return self._observation(shot, action_error=str(exc), settle_s=settle_s)
+            settled = self._settled()
+            return self._observation(settled.screenshot_png, action_error=str(exc),
+                                     settle_s=settled.settle_s, settle=settled.report())
         self._step_num += 1
         done, obs = False, None
         official = self.protocol == "official"
@@ -516,13 +520,15 @@ class OSWorldEnvironment:
             execute_s = time.monotonic() - start
             if official:
                 shot, settle_s = self._screenshot(obs["screenshot"] if obs else None), 0.0
+                report = None
             else:
-                shot, settle_s = self._settled_screenshot(obs["screenshot"] if obs else None)
+                settled = self._settled(obs["screenshot"] if obs else None)
+                shot, settle_s, report = settled.screenshot_png, settled.settle_s, settled.report()
         except Exception as exc:
             self._crashed(exc)
             raise
         return self._observation(shot, execute_s=execute_s, settle_s=settle_s, done=bool(done),
-                                 info={"osworld_action": payloads})
+                                 settle=report, info={"osworld_action": payloads})
 
     def notify_terminal(self, action: Action) -> None:
         """Tell OSWorld DONE/FAIL: its evaluator scores 'infeasible' tasks by the last FAIL."""
@@ -534,7 +540,7 @@ class OSWorldEnvironment:
             if self.protocol == "official":
                 self.sleep(self.evaluate_wait_s)  # "Wait for the environment to settle"
             else:
-                self._settled_screenshot()
+                self._settled()
             score = float(self.env.evaluate())
         except Exception as exc:
             self._crashed(exc)

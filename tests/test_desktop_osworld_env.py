@@ -39,3 +39,33 @@ def test_expert_solves_tasks_through_the_osworld_adapter(
             assert {a["action_type"] for a in sent} == {"CLICK", "TYPING", "HOTKEY"}
     finally:
         env.close()
+
+
+def _png(rgb: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_fast_protocol_waits_for_a_reaction_that_starts_after_two_equal_frames(
+        fake_desktop_env: None) -> None:  # noqa: F811
+    """The VM's screen changes only at the 4th screenshot (a window that opens late): the
+    fast protocol's settling returns the changed screen, where the old rule (two equal
+    screenshots in a row) returned the stale one. Plumbing: the screenshots are scripted
+    (by count, not time; the windows are wide so a loaded machine cannot cut them)."""
+    env = OSWorldEnvironment(provider="vmware", protocol="fast", screen_width=1280,
+                             screen_height=720, settle_poll_s=0.02, settle_quiet_s=0.2,
+                             settle_first_change_s=10.0, settle_timeout_s=30.0)
+    try:
+        before, after = _png((10, 10, 10)), _png((200, 30, 30))
+        shots = iter([before, before, before])
+        env.env.controller.get_screenshot = lambda: next(shots, after)
+        settled = env._settled()
+        assert settled.screenshot_png == after
+        assert settled.settled and settled.report().settled
+    finally:
+        env.close()
