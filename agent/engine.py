@@ -126,6 +126,7 @@ class EpisodeRun:
     history: list[StepHistory] = field(default_factory=list)
     parse_errors: int = 0
     action_errors: int = 0
+    cut_outputs: int = 0
     consecutive_parse_failures: int = 0
     terminated_by: TerminatedBy | None = None
     error: str | None = None
@@ -201,6 +202,8 @@ class EpisodeRun:
 
         if output.parse_errors:
             self.parse_errors += 1
+        if output.finish_reason == "length":
+            self.cut_outputs += 1
         if output.error and not output.actions:
             step_error = f"PolicyBackendError: {output.error}"
             self.end("error", step_error)
@@ -285,7 +288,8 @@ class EpisodeRun:
             episode_id=self.episode_id, suite=self.task.suite, task_id=self.task.task_id,
             seed=self.task.seed, sample=self.sample, instruction=self.instruction,
             success=success, reward=reward, steps=len(self.history),
-            parse_errors=self.parse_errors, action_errors=self.action_errors, error=self.error,
+            parse_errors=self.parse_errors, action_errors=self.action_errors,
+            cut_outputs=self.cut_outputs, error=self.error,
             terminated_by=self.terminated_by, answer=self.answer,
             agent_status=self.agent_status,  # type: ignore[arg-type]
             wall_time_s=time.monotonic() - self.start_monotonic, started_at=self.started_at,

@@ -582,6 +582,11 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     if missing:
         line += f"; [red]{missing} planned episodes unfinished (rerun to resume)[/red]"
     console.print(line)
+    cut = [r for r in summary.results if r.cut_outputs]
+    if cut:
+        console.print(f"[yellow]{sum(r.cut_outputs for r in cut)} model outputs in {len(cut)} "
+                      "episodes were cut by the generation budget (finish_reason 'length'): "
+                      "raise it with --policy-option max_new_tokens=N[/yellow]")
 
 
 __all__ = [

@@ -309,3 +309,28 @@ def test_resume_after_sigkill_has_exactly_one_result_per_episode(tmp_path):
     keys = [r.key for r in results]
     assert len(keys) == len(set(keys)) == 9
     assert all(r.error is None for r in results)
+
+
+def test_outputs_cut_by_the_budget_are_counted_in_the_results_and_the_summary(tmp_path):
+    """Issue 11: the results say when the generation budget cut an output (finish_reason
+    'length', as both policies report it), per episode and in the run's summary line."""
+    from agent.runner import print_summary
+    from trajectories.store import RunDir
+
+    cut = out(CLICK).model_copy(update={"finish_reason": "length"})
+    whole = out(CLICK).model_copy(update={"finish_reason": "stop"})
+    suite = ScriptedSuite(tasks=("long-3", "a"))
+    console = Console(file=io.StringIO(), width=200)
+    summary = run_suite(suite, ScriptedPolicy([cut, whole, cut]), ["long-3"], 1, 0,
+                        tmp_path / "run", console=console)
+    summary_b = run_suite(suite, ScriptedPolicy([whole]), ["a"], 1, 0, tmp_path / "run-b",
+                          console=Console(file=io.StringIO()))
+    assert [r.cut_outputs for r in summary.results] == [2]
+    assert [r.cut_outputs for r in summary_b.results] == [0]
+    assert RunDir(tmp_path / "run").results()[0].cut_outputs == 2  # in results.jsonl
+    print_summary(summary, console)
+    printed = console.file.getvalue()
+    assert "2 model outputs in 1 episodes were cut by the generation budget" in printed
+    quiet = Console(file=io.StringIO(), width=200)
+    print_summary(summary_b, quiet)
+    assert "cut by the generation budget" not in quiet.file.getvalue()

@@ -196,6 +196,8 @@ class EpisodeResult(_Record):
     steps: int = Field(..., description="Policy calls made (including unparsable outputs).")
     parse_errors: int = Field(0, description="Steps whose output had parse errors.")
     action_errors: int = Field(0, description="Actions the environment refused or failed.")
+    cut_outputs: int = Field(0, description="Steps whose output the generation budget cut "
+                             "(finish_reason 'length'): raise max_new_tokens if not 0.")
     error: str | None = Field(None, description="'ExceptionType: message' of the fault "
                               "that ended the episode, else None.")
     terminated_by: TerminatedBy
