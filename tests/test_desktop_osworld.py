@@ -41,7 +41,10 @@ def test_pyautogui_code_clicks_drags_scrolls(desktop: DesktopEnv, probe: Probe, 
     run_code(desktop, to_pyautogui_code(Click(x=x, y=y)), monkeypatch)
     run_code(desktop, to_pyautogui_code(Click(x=x, y=y, button="right")), monkeypatch)
     run_code(desktop, to_pyautogui_code(Click(x=x, y=y, clicks=2)), monkeypatch)
-    wait_until(lambda: len(probe.events("press")) == 4, what=lambda: str(probe.events()))
+    # every release too before clearing: the double click's last release must not land
+    # among the drag's events
+    wait_until(lambda: len(probe.events("press")) == 4 and len(probe.events("release")) == 4,
+               what=lambda: str(probe.events()))
     assert [(e["b"], e["x"], e["y"]) for e in probe.events("press")] == [
         (1, x, y), (3, x, y), (1, x, y), (1, x, y)]
     probe.clear()
