@@ -55,6 +55,8 @@ APPS: tuple[App, ...] = (
     App("com.vdev.tasks", "Tasks", "tasks.html"),
     App("com.vdev.settings", "Settings", "settings.html"),
     App("com.vdev.clock", "Clock", "clock.html"),
+    # Not on the launcher: reactions chosen by a test (tests/test_settle_android.py).
+    App("com.vdev.settleprobe", "Settle probe", "settleprobe.html"),
 )
 APPS_BY_PACKAGE = {app.package: app for app in APPS}
 LAUNCHER = "com.vdev.launcher"
