@@ -17,12 +17,20 @@ box: a difference is a stale screen. Strategies, measured side by side in one ru
     python -m benchmarks.perf_settle --repeats 1
     python -m benchmarks.perf_settle --quick          # a handful of pages, for a smoke run
     python -m benchmarks.perf_settle --corpus desktop # Xvfb: a Tk app with a clock, xterm
+    python -m benchmarks.perf_settle --corpus android # the virtual phone's probe app
 
 The desktop corpus (a real Xvfb): benchmarks/settle_probe_app.py, whose click paints a
 panel blue 0-1000 ms later, with and without a clock ticking every 100 ms; and an xterm
 with a blinking cursor running `sleep 0.3` / `sleep 1` before printing a red bar. There
 the stale check is the reaction's own mark (the blue panel, the red bar) on the returned
 screenshot.
+
+The android corpus (the virtual phone behind a private adb server,
+benchmarks/android/virtual_device): its probe app (apps/settleprobe.html), whose tap
+paints a panel blue 0-1000 ms later, with and without a band at the top changing colour
+every 100 ms (a status-bar clock's stand-in); stale = the panel not blue on the returned
+`screencap`. Steps of one configuration share an episode (the ambient band is learned
+once, as in a real episode).
 
 The machine is shared: read ratios between rows of one run, not absolute times.
 """
@@ -428,6 +436,88 @@ def run_desktop(repeats: int) -> list[Sample]:
     return samples
 
 
+# ---------------------------------------------------------------- android corpus
+
+ANDROID_PROBE = "com.vdev.settleprobe"
+ANDROID_PANEL, ANDROID_GO = (360, 600), (360, 1160)  # screen px, see apps/settleprobe.html
+
+
+def _android_step(env, strategy: str) -> tuple[float, bytes]:
+    """Tap the probe's button as AndroidEnvironment.step does, waiting as `strategy`."""
+    started = time.perf_counter()
+    if strategy == "ours":
+        png = env.step(Click(x=ANDROID_GO[0], y=ANDROID_GO[1])).screenshot_png
+        return time.perf_counter() - started, png
+    env._execute(Click(x=ANDROID_GO[0], y=ANDROID_GO[1]))
+    if strategy == "two frames (before)":  # the previous rule: two identical screencaps
+        png = wait_until_settled(env.screenshot_png, lambda: True, lambda: None,
+                                 env.config.settle_timeout_s).screenshot_png
+    else:
+        time.sleep(STRATEGIES[strategy] or 0.0)
+        png = env.screenshot_png()
+    return time.perf_counter() - started, png
+
+
+def run_android(repeats: int) -> list[Sample]:
+    """The probe app on the virtual phone: delays x ambient band on/off."""
+    import os
+    import socket
+    import subprocess
+
+    from benchmarks.android.tasks import content_insert
+    from benchmarks.android.virtual_device import VirtualDeviceProcess
+    from environments.android import AndroidEnvironment
+
+    with socket.socket() as sock:  # a private adb server: never the developer's 5037
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    subprocess.run(["adb", "-P", str(port), "start-server"], check=True, capture_output=True,
+                   timeout=30, env={**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)})
+    samples: list[Sample] = []
+    try:
+        with VirtualDeviceProcess() as device:
+            env = AndroidEnvironment(serial=device.address, adb_port=port, a11y_tree=False)
+            task = Task(suite="perf_settle", task_id="android",
+                        config={"start_app": ANDROID_PROBE})
+            for _ in range(repeats):
+                for ambient, tick_ms in (("none", 0), ("band", 100)):
+                    for delay_ms in DESKTOP_DELAYS_MS:
+                        env.shell(f"pm clear {ANDROID_PROBE}")
+                        content_insert(env, ANDROID_PROBE, "config", delay_ms=delay_ms,
+                                       tick_ms=tick_ms, everywhere=0)
+                        env.reset(task)
+                        for strategy in STRATEGIES:
+                            # a launch starts the probe over: panel grey, no reaction pending
+                            env.shell(f"am start -n {ANDROID_PROBE}/.MainActivity")
+                            if _colour(decode_png(env.screenshot_png()),
+                                       ANDROID_PANEL) != PANEL_GREY:
+                                raise RuntimeError("the probe app did not start over")
+                            step_s, png = _android_step(env, strategy)
+                            shown = _colour(decode_png(png), ANDROID_PANEL)
+                            samples.append(Sample(strategy, f"tap, panel after {delay_ms} ms",
+                                                  "timer", ambient, step_s,
+                                                  shown != PANEL_BLUE, "", []))
+            env.close()
+    finally:
+        subprocess.run(["adb", "-P", str(port), "kill-server"], capture_output=True, timeout=30)
+    return samples
+
+
+def print_android_table(samples: list[Sample], console: Console) -> None:
+    table = Table(title="android (virtual phone): step time median / p90 (ms), stale screens "
+                  "(the panel not blue)")
+    for column in ("strategy", "tap", "tap + band", "stale", "stale + band"):
+        table.add_column(column, justify="right" if column != "strategy" else "left")
+    for strategy in STRATEGIES:
+        mine = [s for s in samples if s.strategy == strategy]
+        plain = [s for s in mine if s.ambient == "none"]
+        band = [s for s in mine if s.ambient != "none"]
+        table.add_row(strategy, _ms([s.step_s for s in plain]), _ms([s.step_s for s in band]),
+                      _rate([s.stale for s in plain]), _rate([s.stale for s in band]))
+    console.print(table)
+    _print_stale_per_reaction(samples, console, "android")
+
+
 def _red_bar(frame: np.ndarray) -> bool:
     """Whether xterm's red background (205, 0, 0) shows anywhere."""
     rgb = frame[..., :3].astype(np.int16)
@@ -450,7 +540,11 @@ def print_desktop_table(samples: list[Sample], console: Console) -> None:
                       _rate([s.stale for s in tk_plain]),
                       _rate([s.stale for s in tk_clock + xterm]))
     console.print(table)
-    kinds = Table(title="desktop: stale screens per reaction")
+    _print_stale_per_reaction(samples, console, "desktop")
+
+
+def _print_stale_per_reaction(samples: list[Sample], console: Console, corpus: str) -> None:
+    kinds = Table(title=f"{corpus}: stale screens per reaction")
     kinds.add_column("reaction")
     for strategy in STRATEGIES:
         kinds.add_column(strategy, justify="right")
@@ -467,12 +561,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="a few pages only (static, timeout 300 ms, fetch 500 ms; "
                         "without ambient motion and with the JS ticker)")
     parser.add_argument("--json", help="also write every sample to this JSON file")
-    parser.add_argument("--corpus", choices=("web", "desktop"), default="web")
+    parser.add_argument("--corpus", choices=("web", "desktop", "android"), default="web")
     args = parser.parse_args(argv)
     console = Console(width=150)
-    if args.corpus == "desktop":
-        samples = run_desktop(args.repeats)
-        print_desktop_table(samples, console)
+    if args.corpus in ("desktop", "android"):
+        if args.corpus == "desktop":
+            samples = run_desktop(args.repeats)
+            print_desktop_table(samples, console)
+        else:
+            samples = run_android(args.repeats)
+            print_android_table(samples, console)
         if args.json:
             with open(args.json, "w") as file:
                 json.dump([dataclasses.asdict(s) for s in samples], file, indent=1)
