@@ -81,8 +81,11 @@ def test_killed_and_resumed_eval_has_no_duplicated_and_no_missing_episodes(tmp_p
 
 def test_interrupted_eval_closes_cleanly_and_resumes(tmp_path):
     run = tmp_path / "run"
+    # 16 episodes, interrupted after 2: a starved test process (a CI run once saw 6
+    # episodes finish before its Ctrl-C landed) still signals a run in progress
+    episodes = 16
     command = [*CUA, "eval", "miniwob", "--policy", "oracle", "--tasks", "click-test",
-               "--episodes", "6", "--out", str(run)]
+               "--episodes", str(episodes), "--out", str(run)]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -93,14 +96,14 @@ def test_interrupted_eval_closes_cleanly_and_resumes(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    if proc.returncode == 0:  # it finished all six before the signal landed
+    if proc.returncode == 0:  # it finished every episode before the signal landed
         pytest.fail("the run ended before it could be interrupted; use more episodes")
     assert proc.returncode == 130, output
     assert "run the same command again to resume" in " ".join(output.split())
     resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    _check_complete_run(run, {f"miniwob/click-test/{s}" for s in range(6)})
+    _check_complete_run(run, {f"miniwob/click-test/{s}" for s in range(episodes)})
 
 
 class _BrowserKillingOracle:
