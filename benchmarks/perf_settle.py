@@ -327,14 +327,7 @@ def print_web_table(samples: list[Sample], console: Console) -> dict[str, dict[s
                       _rate([s.stale for s in groups["reactions"]]),
                       _rate([s.stale for s in groups["reactions_ambient"]]))
     console.print(table)
-    kinds = Table(title="web: stale screens per reaction (all ambient variants)")
-    kinds.add_column("reaction")
-    for strategy in STRATEGIES:
-        kinds.add_column(strategy, justify="right")
-    for reaction in dict.fromkeys(s.reaction for s in samples):
-        kinds.add_row(reaction, *(_rate([s.stale for s in samples if s.reaction == reaction
-                                         and s.strategy == strategy]) for strategy in STRATEGIES))
-    console.print(kinds)
+    _print_stale_per_reaction(samples, console, "web", " (all ambient variants)")
     return medians
 
 
@@ -543,8 +536,9 @@ def print_desktop_table(samples: list[Sample], console: Console) -> None:
     _print_stale_per_reaction(samples, console, "desktop")
 
 
-def _print_stale_per_reaction(samples: list[Sample], console: Console, corpus: str) -> None:
-    kinds = Table(title=f"{corpus}: stale screens per reaction")
+def _print_stale_per_reaction(samples: list[Sample], console: Console, corpus: str,
+                              note: str = "") -> None:
+    kinds = Table(title=f"{corpus}: stale screens per reaction{note}")
     kinds.add_column("reaction")
     for strategy in STRATEGIES:
         kinds.add_column(strategy, justify="right")
