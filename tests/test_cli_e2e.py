@@ -81,13 +81,15 @@ def test_killed_and_resumed_eval_has_no_duplicated_and_no_missing_episodes(tmp_p
 
 def test_interrupted_eval_closes_cleanly_and_resumes(tmp_path):
     run = tmp_path / "run"
-    # 16 episodes, interrupted after 2: a starved test process (a CI run once saw 6
-    # episodes finish before its Ctrl-C landed) still signals a run in progress
-    episodes = 16
+    episodes = 16  # interrupted after 2
     command = [*CUA, "eval", "miniwob", "--policy", "oracle", "--tasks", "click-test",
                "--episodes", str(episodes), "--out", str(run)]
+    # Ctrl-C reaches a foreground command at a terminal; a suite started as a background
+    # job (`cmd &` in a script, as CI harnesses do) inherits SIGINT ignored, and so would
+    # `cua`. Give it the terminal's default disposition.
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: count_lines(run / "results.jsonl") >= 2 or proc.poll() is not None,
                   240, "2 finished episodes")
