@@ -1,12 +1,12 @@
 """Running episodes from synchronous code: one episode (`run_episode`), or several on
 environments the caller already built (`run_episodes_batched`).
 
-Both go through the episode engine (agent.engine, where the episode rules are written
+Both go through the episode engine (agent.engine.episode, where the episode rules are written
 down: what ends an episode, how faults and parse errors are handled, what counts as a
 success). The environments and the policy given here were made by the calling thread
 (a Playwright page is bound to the thread that made it), so every call to them runs on
 the calling thread, one at a time, while the engine's event loop schedules the episodes;
-the policy's requests are batched (agent.engine_policy.BatchingPolicy), so episodes that
+the policy's requests are batched (agent.engine.policy_service.BatchingPolicy), so episodes that
 wait for the policy at the same time share one ``policy.act`` call.
 
 Runs of a suite (`cua eval`) go through agent.runner, which builds each environment on a
@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from actions.contracts import Environment, Policy, Task
-from agent.engine import (
+from agent.engine.episode import (
     DEFAULT_MAX_PARSE_FAILURES,
     DEFAULT_SUCCESS_THRESHOLD,
     EpisodeRun,
@@ -29,8 +29,8 @@ from agent.engine import (
     run_blocking,
     run_engine,
 )
-from agent.engine_policy import BatchingPolicy, PolicyContractError
-from agent.hosts import CallerThreadExecutor, HostPool, ThreadHost
+from agent.engine.hosts import CallerThreadExecutor, HostPool, ThreadHost
+from agent.engine.policy_service import BatchingPolicy, PolicyContractError
 from trajectories.record import EpisodeResult
 from trajectories.store import EpisodeRecorder
 

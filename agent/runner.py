@@ -37,15 +37,15 @@ from rich.progress import (
 from rich.table import Table
 
 from actions.contracts import Environment, Policy, Task
-from agent.engine import (
+from agent.engine.episode import (
     DEFAULT_MAX_PARSE_FAILURES,
     EpisodeSpec,
     LoopOptions,
     run_blocking,
     run_engine,
 )
-from agent.engine_policy import ExpertPolicy, PolicyService, make_policy_service
-from agent.hosts import EnvironmentHost, HostPool, ThreadHost
+from agent.engine.hosts import EnvironmentHost, HostPool, ThreadHost
+from agent.engine.policy_service import ExpertPolicy, PolicyService, make_policy_service
 from benchmarks.base import Suite, get_suite
 from policies.registry import EXPERT_POLICY_NAMES, make_policy
 from trajectories.record import EpisodeResult, episode_key, to_json_text
@@ -117,7 +117,7 @@ class RunSummary:
     skipped: int
     results: list[EpisodeResult] = field(default_factory=list)
     wall_time_s: float = 0.0
-    worker_report: Any = None  # agent.workers.ParallelReport of a run on workers
+    worker_report: Any = None  # agent.engine.workers.ParallelReport of a run on workers
 
     def per_task(self) -> list[TaskStats]:
         stats: dict[str, TaskStats] = {}
@@ -255,7 +255,7 @@ def execute_run(
     results.jsonl and run again. `max_consecutive_errors` errored episodes in a row stop
     the run with RunAborted (the environment is likely broken; fix it, then resume).
     `workers` >= 1 runs environments in that many worker processes (`backend`
-    'process') or Ray actors ('ray'), see agent.workers; 0 runs them in this process.
+    'process') or Ray actors ('ray'), see agent.engine.workers; 0 runs them in this process.
     `safety` (agent.safety.SafetyRules) refuses configured actions and redacts secrets.
     """
     console = console or Console()
@@ -294,7 +294,7 @@ def execute_run(
 
 class Backend(enum.StrEnum):
     """Where environments run: threads of this process (no --workers), worker processes,
-    Ray actors (agent.ray_backend), or an environment service (agent.engine_remote)."""
+    Ray actors (agent.engine.ray_host), or an environment service (agent.service.remote_host)."""
 
     PROCESS = "process"
     RAY = "ray"
@@ -364,7 +364,7 @@ def _run_todo(
                 return await ThreadHost.start(index, make_environment,
                                               make_expert if expert else None)
         elif remote:
-            from agent.engine_remote import RemoteHost, client_from_options
+            from agent.service.remote_host import RemoteHost, client_from_options
 
             client = client_from_options(opts)
             if opts:
@@ -373,12 +373,12 @@ def _run_todo(
             async def start_host(index: int) -> EnvironmentHost:
                 return await RemoteHost.start(index, client)
         else:
-            from agent.workers import EnvironmentFactory, WorkerHost
+            from agent.engine.workers import EnvironmentFactory, WorkerHost
 
             screenshots = writer.path / "screenshots"
             common = {k: opts.pop(k) for k in ("call_timeout_s", "start_timeout_s") if k in opts}
             if backend is Backend.RAY:
-                from agent.ray_backend import RaySession, RayWorker
+                from agent.engine.ray_host import RaySession, RayWorker
 
                 shared = bool(opts.pop("shared_storage", False))
                 factory = EnvironmentFactory(make_environment, make_expert if expert else None,
@@ -390,7 +390,7 @@ def _run_todo(
                 def make_worker(index: int) -> Any:
                     return RayWorker(index, ray_session, factory, **common)
             else:
-                from agent.workers import ProcessWorker
+                from agent.engine.workers import ProcessWorker
 
                 if opts:
                     raise ValueError(f"unknown process backend options: {sorted(opts)}")
@@ -429,7 +429,7 @@ def _run_todo(
                     await run_engine(pool, service, specs, options=options,
                                      on_result=progress.on_result)
                 else:
-                    from agent.workers import run_on_worker_hosts, workers_table
+                    from agent.engine.workers import run_on_worker_hosts, workers_table
 
                     hosts = sorted(worker_hosts, key=lambda h: h.index)
                     report = await run_on_worker_hosts(pool, hosts, service, specs,

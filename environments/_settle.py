@@ -78,7 +78,7 @@ def wait_until_settled(
     wait_a_little: Callable[[], None],
     timeout_s: float,
 ) -> SettleResult:
-    """The old two-frame rule, kept as the "before" baseline of benchmarks/perf_settle.py.
+    """The old two-frame rule, kept as the "before" baseline of benchmarks/perf/settle.py.
 
     Captures frames until two consecutive ones are identical while `is_quiet()` holds,
     or `timeout_s` passes. It returns a stale screen when a page reacts after the first

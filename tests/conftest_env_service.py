@@ -1,4 +1,4 @@
-"""Run the environment service (`agent.env_service`) on loopback inside a test.
+"""Run the environment service (`agent.service.server`) on loopback inside a test.
 
 Import from test files: `from tests.conftest_env_service import running_service, TOKEN`.
 uvicorn serves the real FastAPI app on a socket bound to port 0 (the OS picks a free
@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from agent.env_service import ServiceConfig, create_app
+from agent.service.server import ServiceConfig, create_app
 from tests.conftest_loop import wait_for
 
 TOKEN = "test-token-0123456789abcdef"

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest_faults import FakeChatServer
 
 ROOT = Path(__file__).resolve().parents[1]
-CUA = [sys.executable, "-c", "from agent.cli import main; main()"]
+CUA = [sys.executable, "-c", "from agent.cli.main import main; main()"]
 
 
 def mobile(action: str, **arguments: object) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 
 RESPONSE = ('<think>The OK button is bottom right.</think>Click OK.\n<tool_call>\n'
             '{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": '

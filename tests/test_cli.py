@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.cmd_eval import parse_key_values, policy_options_from
+from agent.cli.eval import parse_key_values, policy_options_from
+from agent.cli.main import app
 from benchmarks import base as suite_registry
 from trajectories.store import RunDir
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from actions.contracts import EpisodeState, PolicyOutput
 from actions.models import Answer, Click
-from agent.cli import app
+from agent.cli.main import app
 from agent.runner import run_suite
 from benchmarks.miniwob import MiniWoBSuite
 from policies import registry as policy_registry

@@ -115,7 +115,7 @@ def test_bad_combinations_fail_with_a_message(tmp_path: Path) -> None:
     ]
     from typer.testing import CliRunner
 
-    from agent.cli import app
+    from agent.cli.main import app
 
     for args, message in cases:
         done = CliRunner().invoke(app, ["run", "--task", "t", "--policy", "openai", "--out",

@@ -12,7 +12,7 @@ from conftest_desktop import Probe, desktop, plain_task, wait_until  # noqa: F40
 from typer.testing import CliRunner
 
 from actions.models import Click, Drag, Key, MouseMove, Scroll, Terminate, Type, Wait
-from agent.cli import app
+from agent.cli.main import app
 from benchmarks.osworld import (
     OSWorldSuite,
     OSWorldUnavailable,

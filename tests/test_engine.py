@@ -1,4 +1,4 @@
-"""The asynchronous episode engine (agent.engine, agent.engine_policy): ordering, batching,
+"""The asynchronous episode engine (agent.engine.episode, agent.engine.policy_service): ordering, batching,
 faults, fatal errors, groups and resume after SIGKILL. Plumbing tests against our scripted
 environments and policies (conftest_loop); the real-environment runs are in test_cli_e2e,
 test_workers and test_faults."""
@@ -29,9 +29,9 @@ from conftest_loop import (
 from rich.console import Console
 
 from actions.contracts import PolicyOutput
-from agent.engine import EpisodeSpec, LoopOptions, run_engine
-from agent.engine_policy import BatchingPolicy, ConcurrentPolicy, ExpertPolicy
-from agent.hosts import HostDied, HostPool, ThreadHost
+from agent.engine.episode import EpisodeSpec, LoopOptions, run_engine
+from agent.engine.hosts import HostDied, HostPool, ThreadHost
+from agent.engine.policy_service import BatchingPolicy, ConcurrentPolicy, ExpertPolicy
 from agent.runner import RunAborted, run_suite
 from trajectories.store import RunDir
 

@@ -1,6 +1,6 @@
 """The engine on remote environments: `--backend remote` leases environments of a real
-environment service (FastAPI + uvicorn on loopback, agent.env_service) through
-agent.engine_remote.RemoteHost. Plumbing: the service hosts our scripted environment."""
+environment service (FastAPI + uvicorn on loopback, agent.service.server) through
+agent.service.remote_host.RemoteHost. Plumbing: the service hosts our scripted environment."""
 
 from __future__ import annotations
 

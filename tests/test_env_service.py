@@ -20,13 +20,13 @@ import pytest
 
 from actions.contracts import Environment
 from actions.models import Click
-from agent.env_client import (
+from agent.service.client import (
     EnvServiceClient,
     EnvServiceError,
     RemoteEnvironment,
     RemoteEnvironmentCrashed,
 )
-from agent.env_protocol import ErrorCode, ResetRequest
+from agent.service.protocol import ErrorCode, ResetRequest
 from benchmarks.miniwob import MiniWoBSuite
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_loop import ScriptedEnv, wait_for
@@ -239,15 +239,15 @@ def test_cua_serve_env_serves_with_the_token_from_the_environment(tmp_path):
 
 
 def test_the_engine_runs_episodes_on_remote_hosts_and_leases_again_after_a_lost_lease():
-    """The episode engine (agent.engine) on RemoteHosts (agent.engine_remote): episodes run
+    """The episode engine (agent.engine.episode) on RemoteHosts (agent.service.remote_host): episodes run
     on the service's environments (a scripted suite: the engine is under test, not the
     browser), a crashed environment ends only its episode, and a lease the service ended
     kills the host for that episode; the pool leases again for the next one."""
-    from agent.engine import EpisodeSpec, LoopOptions, run_engine
-    from agent.engine_policy import ConcurrentPolicy
-    from agent.engine_remote import RemoteHost
-    from agent.env_client import EnvServiceClient
-    from agent.hosts import HostPool
+    from agent.engine.episode import EpisodeSpec, LoopOptions, run_engine
+    from agent.engine.hosts import HostPool
+    from agent.engine.policy_service import ConcurrentPolicy
+    from agent.service.client import EnvServiceClient
+    from agent.service.remote_host import RemoteHost
     from tests.conftest_loop import CLICK, ScriptedPolicy, ScriptedSuite, out
 
     suite = ScriptedSuite()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from actions.contracts import ImageRef, PolicyOutput
 from actions.observation import Size
 from actions.parsing import parse_tool_calls
-from agent.cli import app
+from agent.cli.main import app
 from policies.qwen3vl import prompt_config_from
 from trajectories.export_rl import (
     NotAppendOnly,

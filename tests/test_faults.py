@@ -260,7 +260,7 @@ def _cua_eval(run: Path, *args: str, fsize_limit: int | None = None) -> subproce
     """`cua eval unit-workers ...` in a subprocess (the test suite registered first)."""
     code = ("import sys; from benchmarks.base import register_suite; "
             "register_suite('unit-workers', 'conftest_workers:WorkerSuite'); "
-            "from agent.cli import app; sys.argv[0] = 'cua'; app()")
+            "from agent.cli.main import app; sys.argv[0] = 'cua'; app()")
 
     def limit() -> None:
         import resource

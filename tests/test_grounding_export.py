@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from benchmarks.grounding.data import load_screenspot_pro
 from benchmarks.grounding.metric import point_in_box
 from trajectories.store import RunDir

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def generated_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated once per session with `cua generate-grounding`: 13 synthetic web pages
     (~42 elements each) and two MiniWoB task screens, in ScreenSpot-Pro's format."""
-    from agent.cli import app
+    from agent.cli.main import app
 
     out = tmp_path_factory.mktemp("generated-grounding") / "set"
     result = CliRunner().invoke(app, ["generate-grounding", "--out", str(out), "--pages", "13",
@@ -87,7 +87,7 @@ def test_perfect_and_random_grounders(generated_set: Path) -> None:
 
 def test_tiny_qwen3vl_end_to_end_and_resume(generated_set: Path, tiny_model_dir: Path,
                                             tmp_path: Path, one_torch_thread: None) -> None:
-    from agent.cli import app
+    from agent.cli.main import app
 
     out = tmp_path / "run"
     args = ["eval", "screenspot-pro", "--data", str(generated_set), "--policy", "qwen3vl",
@@ -116,7 +116,7 @@ def test_tiny_qwen3vl_end_to_end_and_resume(generated_set: Path, tiny_model_dir:
 
 
 def test_oracle_run_is_viewable(generated_set: Path, tmp_path: Path) -> None:
-    from agent.cli import app
+    from agent.cli.main import app
 
     out = tmp_path / "oracle"
     result = CliRunner().invoke(app, ["eval", "screenspot-pro", "--data", str(generated_set),
@@ -132,7 +132,7 @@ def test_oracle_run_is_viewable(generated_set: Path, tmp_path: Path) -> None:
 def test_grounding_sft_answers_are_judged_correct(generated_set: Path, tmp_path: Path) -> None:
     """The SFT answer of every sample, read back as the profile's harness reads it, hits
     its target (both profiles); `cua export sft` writes the folder as training data."""
-    from agent.cli import app
+    from agent.cli.main import app
     from benchmarks.grounding.sft import grounding_sft_sample
     from policies.grounding import GROUNDING_PROFILES, read_grounding_answer
 

@@ -197,7 +197,7 @@ def test_served_grounding_through_the_chat_server(chat_server_url: str, tmp_path
     from PIL import ImageDraw
     from typer.testing import CliRunner
 
-    from agent.cli import app
+    from agent.cli.main import app
     from benchmarks.grounding.runner import read_scores
     from trajectories.store import RunDir
 

@@ -1,4 +1,4 @@
-"""The environment host interface (agent.hosts): threads, leases, restarts. Plumbing tests
+"""The environment host interface (agent.engine.hosts): threads, leases, restarts. Plumbing tests
 against our scripted environment (conftest_loop.ScriptedEnv)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 import pytest
 from conftest_loop import CLICK, ScriptedEnv, task
 
-from agent.hosts import EnvironmentHost, HostDied, HostPool, HostRestartFailed, ThreadHost
+from agent.engine.hosts import EnvironmentHost, HostDied, HostPool, HostRestartFailed, ThreadHost
 
 
 class _ThreadRecordingEnv(ScriptedEnv):

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from actions.exporters import to_pyautogui
 from actions.models import MOBILE_KEYS, NAMED_KEYS, Key
-from agent.cli import app
+from agent.cli.main import app
 from agent.loop import run_episode
 from benchmarks.desktop import DesktopExpert
 from benchmarks.osworld import (
@@ -190,7 +190,7 @@ def test_report_reads_osworlds_result_tree(tmp_path: Path) -> None:
 def test_protocol_is_an_option_recorded_and_reported(tmp_path: Path) -> None:
     """Plumbing: --protocol exists on both commands (official by default), becomes a suite
     option (so the manifest records it) and the report's title says it."""
-    from agent.cmd_osworld import osworld_suite_options
+    from agent.cli.osworld import osworld_suite_options
     from trajectories.record import RunManifest
 
     for command in (["eval", "--help"], ["osworld", "run", "--help"]):

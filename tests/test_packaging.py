@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE_PACKAGES = ("actions", "agent", "environments", "policies", "trajectories", "benchmarks")
 # Modules that belong to an extra: they may import its distributions at module level, and
 # no core module may import them at module level (only inside the function that needs them).
-EXTRA_MODULES = {"agent.env_service": "serve", "agent.env_client": "serve",
+EXTRA_MODULES = {"agent.service.server": "serve", "agent.service.client": "serve",
                  # loaded by verl from its config; talks to `cua serve-env` through httpx
                  "agent.trainers.verl_loop": "serve",
                  # --backend remote (imported when chosen): the env-service client
-                 "agent.engine_remote": "serve"}
+                 "agent.service.remote_host": "serve"}
 
 
 def _pyproject() -> dict:
@@ -141,7 +141,7 @@ def test_extras_hold_the_toolchain_and_torch_is_a_range() -> None:
 
 def test_cli_names_a_missing_extra(monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from agent import cli
+    from agent.cli import main as cli
 
     def needs_trl() -> None:
         raise ModuleNotFoundError("No module named 'trl'", name="trl")

@@ -12,9 +12,9 @@ from conftest_loop import CLICK, ScriptedPolicy, out
 from conftest_workers import WorkerSuite, signature
 from rich.console import Console
 
+from agent.engine.workers import EnvironmentFactory, run_parallel
 from agent.loop import EpisodeSpec, LoopOptions
 from agent.runner import run_suite
-from agent.workers import EnvironmentFactory, run_parallel
 from trajectories.store import RunDir, RunWriter
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ class _KillsAnActor(ScriptedPolicy):
 
 
 def test_killed_actor_ends_its_episode_and_is_replaced(tmp_path, local_ray):
-    from agent.ray_backend import RaySession
+    from agent.engine.ray_host import RaySession
 
     suite = WorkerSuite()
     session = RaySession()

@@ -343,7 +343,7 @@ def test_a_secret_typed_key_by_key_is_redacted_on_chromium(tmp_path, redacted):
 def test_cli_safety_flags_refuse_and_record_the_rules(tmp_path, monkeypatch):
     """The secret is the task's instruction and the pattern matches the policy's raw text,
     so both would be on disk: the control run (no flags) shows they are."""
-    from agent.cli import app
+    from agent.cli.main import app
     from benchmarks import base as suite_registry
 
     monkeypatch.setitem(suite_registry._SUITES, "unit-workers", "conftest_workers:WorkerSuite")

@@ -1,4 +1,4 @@
-"""Settling on real screens: real Chromium on loopback pages (benchmarks/perf_settle.py's
+"""Settling on real screens: real Chromium on loopback pages (benchmarks/perf/settle.py's
 corpus, 1280x720) and the pixel rules it falls back on.
 
 Plumbing tests of our own rules (no published reference defines settling): a delayed
@@ -16,7 +16,7 @@ import pytest
 
 from actions.contracts import Task
 from actions.models import Click
-from benchmarks.perf_settle import BUTTON_XY, REACTIONS, VIEWPORT, page_path, serve_corpus
+from benchmarks.perf.settle import BUTTON_XY, REACTIONS, VIEWPORT, page_path, serve_corpus
 from environments._settle import (
     AmbientMemory,
     QuietWindow,

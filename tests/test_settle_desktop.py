@@ -18,7 +18,7 @@ from conftest_desktop import desktop, plain_task  # noqa: F401
 from actions.models import Click
 from environments.desktop import DesktopEnv
 
-APP = Path(__file__).parents[1] / "benchmarks" / "settle_probe_app.py"
+APP = Path(__file__).parents[1] / "benchmarks" / "perf" / "settle_probe_app.py"
 BLUE = (0, 0, 255)
 
 

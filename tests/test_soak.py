@@ -1,4 +1,4 @@
-"""The chaos soak (benchmarks/soak.py): its ~2-minute version runs end to end, and its
+"""The chaos soak (benchmarks/perf/soak.py): its ~2-minute version runs end to end, and its
 audit finds lost, duplicated and corrupt episodes when there are some.
 
 Plumbing, not parity: the runs are real (`cua eval` processes, Chromium, the adb server,
@@ -14,7 +14,7 @@ from conftest_workers import WorkerSuite
 from rich.console import Console
 
 from agent.runner import run_suite
-from benchmarks import soak
+from benchmarks.perf import soak
 
 pytest_plugins = ["conftest_policy"]  # tiny_model_dir
 

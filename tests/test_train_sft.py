@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli import app
+from agent.cli.main import app
 from policies.train_sft import (
     IGNORE_INDEX,
     SFTCollator,

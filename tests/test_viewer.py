@@ -281,7 +281,7 @@ def test_report_of_a_run_still_in_progress(tmp_path: Path) -> None:
     are shown, marked unfinished, and a torn last line (a step being written) is dropped."""
     from typer.testing import CliRunner
 
-    from agent.cli import app
+    from agent.cli.main import app
 
     writer = RunWriter(tmp_path / "live", {"suite": "web", "policy": "test"}, fsync=False)
     recorder = writer.start_episode("live_seed0")

@@ -1,4 +1,4 @@
-"""benchmarks/perf_web.py runs end to end (short settings) and reports its comparison."""
+"""benchmarks/perf/web.py runs end to end (short settings) and reports its comparison."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from benchmarks import perf_web
+from benchmarks.perf import web as perf_web
 
 
 def screens_matched(out: str, mode: str) -> list[tuple[int, int]]:

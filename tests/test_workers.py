@@ -10,15 +10,15 @@ from conftest_workers import WorkerSuite, signature
 from rich.console import Console
 
 from actions.observation import Observation
-from agent.loop import EpisodeSpec, LoopOptions
-from agent.runner import run_suite
-from agent.workers import (
+from agent.engine.workers import (
     EnvironmentFactory,
     PolicyCalls,
     WorkerCore,
     run_parallel,
     start_process_workers,
 )
+from agent.loop import EpisodeSpec, LoopOptions
+from agent.runner import run_suite
 from trajectories.record import screenshot_sha256
 from trajectories.store import RunDir, RunWriter
 

@@ -38,7 +38,7 @@ from actions.models import TERMINAL_ACTION_TYPES
 from actions.observation import Observation, Size
 from actions.parsing import parse_tool_calls
 from actions.schemas import computer_use_tool, mobile_use_tool
-from agent.env_protocol import TOKEN_ENV_VAR, ResetRequest, TaskOverrides
+from agent.service.protocol import TOKEN_ENV_VAR, ResetRequest, TaskOverrides
 
 EPISODE_OVER = "The episode is over; no further actions are executed."
 
@@ -77,7 +77,7 @@ class _GUIEnvironment:
                 raise ValueError("give the suite whose tasks `environment` runs (suite=...)")
             self._env: Any = environment
         else:
-            from agent.env_client import RemoteEnvironment
+            from agent.service.client import RemoteEnvironment
 
             url = env_url or os.environ.get("CUA_ENV_URL")
             token = env_token or os.environ.get(TOKEN_ENV_VAR)

@@ -48,8 +48,8 @@ from actions.dialects import Dialect
 from actions.models import TERMINAL_ACTION_TYPES
 from actions.observation import Observation
 from actions.parsing import ParsedResponse, parse_tool_calls
-from agent.env_client import AsyncRemoteEnvironment, EnvServiceClient
-from agent.env_protocol import TOKEN_ENV_VAR, ResetRequest, TaskOverrides
+from agent.service.client import AsyncRemoteEnvironment, EnvServiceClient
+from agent.service.protocol import TOKEN_ENV_VAR, ResetRequest, TaskOverrides
 from policies.prompting import (
     DEFAULT_SYSTEM_PROMPT,
     PromptConfig,

@@ -1,0 +1,317 @@
+"""`cua eval SUITE`: evaluate a policy on a task suite into a run directory (resumable)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from agent.cli.app import app
+from agent.engine.ray_host import RayUnavailable
+from agent.engine.workers import WorkerError
+from agent.runner import RunAborted, print_summary, run_suite
+from benchmarks.base import SuiteUnavailable, get_suite, suite_names
+from policies.registry import PolicyUnavailable
+from trajectories.store import NotARunDirectory, RunConfigMismatch
+
+# Options shared by `cua eval`, `cua run` and `cua demo`.
+POLICY_HELP = ("Policy: 'oracle' (the suite's scripted expert) or a model policy name, "
+               "e.g. 'qwen3vl' (local transformers) or 'openai' (OpenAI-compatible server).")
+MODEL_HELP = "Model checkpoint folder or hub id (qwen3vl), or served model name (openai)."
+
+
+# Safety options shared by `cua eval` and `cua run`.
+RefuseActionOption = Annotated[list[str] | None, typer.Option(
+    "--refuse-action", help="Safety: never execute this action type (repeatable).")]
+AllowPasswordTypingOption = Annotated[bool, typer.Option(
+    "--allow-password-typing", help="Safety: permit typing into password fields.")]
+SecretEnvOption = Annotated[list[str] | None, typer.Option(
+    "--secret-env", help="Redact the value of this environment variable from every "
+    "record (repeatable).")]
+RedactPatternOption = Annotated[list[str] | None, typer.Option(
+    "--redact-pattern", help="Redact matches of this regular expression from every "
+    "record (repeatable).")]
+
+
+def parse_key_values(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """Turn ["k=v", ...] into a dict; values are JSON when they parse (5, true, [1,2]),
+    else strings."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{what} must look like KEY=VALUE, got {pair!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def policy_options_from(model: str | None, base_url: str | None, dialect: str | None,
+                        extra: list[str] | None, prompt_profile: str | None = None,
+                        default_profile: str | None = None) -> dict[str, Any]:
+    """The keyword options passed to policies.registry.make_policy (only those given).
+
+    prompt_profile: --prompt-profile; default_profile: the suite's profile, used when
+    neither --prompt-profile nor --policy-option prompt_profile= names one. Raises
+    typer.BadParameter for an unknown profile name."""
+    from policies.profiles import UnknownProfile, get_profile
+
+    options = {k: v for k, v in {"model": model, "base_url": base_url, "dialect": dialect,
+                                 "prompt_profile": prompt_profile}.items() if v is not None}
+    options.update(parse_key_values(extra, "--policy-option"))
+    if default_profile is not None:
+        options.setdefault("prompt_profile", default_profile)
+    if "prompt_profile" in options:
+        try:
+            options["prompt_profile"] = get_profile(str(options["prompt_profile"])).name
+        except UnknownProfile as exc:
+            raise typer.BadParameter(str(exc), param_hint="--prompt-profile") from None
+    return options
+
+
+def prompt_profile_help() -> str:
+    from policies.profiles import PROFILES
+
+    return ("Prompt profile (what the model is shown): " + ", ".join(PROFILES)
+            + ". Default: the suite's (osworld: osworld-qwen3vl; android, androidworld: "
+            "qwen3-mobile; web, desktop, miniwob: qwen3-computer-use). See docs/profiles.md.")
+
+
+def fail(console: Console, message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def default_out(prefix: str) -> Path:
+    return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@app.command("eval")
+def eval_command(
+    suite: Annotated[str, typer.Argument(help=f"Task suite: {', '.join(suite_names())}; "
+                                         "grounding: screenspot, screenspot-v2, "
+                                         "screenspot-pro, osworld-g (with --data).")],
+    policy: Annotated[str, typer.Option("--policy", "-p", help=POLICY_HELP)] = "oracle",
+    tasks: Annotated[str, typer.Option("--tasks", "-t",
+                                       help="Comma-separated task ids, or 'all'.")] = "all",
+    episodes: Annotated[int, typer.Option(
+        "--episodes", "-n", min=1, help="Episodes per task (seeds SEED, SEED+1, ...).")] = 1,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="First seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Run directory; an existing one is resumed "
+        "(default: runs/<suite>-<policy>-<time>).")] = None,
+    max_steps: Annotated[int | None, typer.Option(
+        "--max-steps", min=1, help="Step budget per episode (default: the task's).")] = None,
+    time_limit: Annotated[float | None, typer.Option(
+        "--time-limit", min=0.001,
+        help="Wall-clock seconds per episode (default: the task's).")] = None,
+    samples: Annotated[int, typer.Option(
+        "--samples", min=1, help="Rollouts per (task, seed), e.g. a GRPO group size.")] = 1,
+    num_envs: Annotated[int, typer.Option(
+        "--num-envs", min=1, help="Environments run at once in this process (a thread "
+        "each); every episode runs at its own pace, a local model batches the steps that "
+        "wait for it (docs/rollouts.md).")] = 1,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url",
+                                                 help="Server URL (openai).")] = None,
+    dialect: Annotated[str | None, typer.Option(
+        "--dialect", help="Coordinate dialect: qwen3, qwen3_999, qwen25, normalized "
+        "(default: the policy's).")] = None,
+    policy_option: Annotated[list[str] | None, typer.Option(
+        "--policy-option", help="Extra policy option KEY=VALUE (repeatable).")] = None,
+    prompt_profile: Annotated[str | None, typer.Option(
+        "--prompt-profile", help=prompt_profile_help())] = None,
+    env_option: Annotated[list[str] | None, typer.Option(
+        "--env-option", help="Environment option KEY=VALUE (repeatable).")] = None,
+    suite_option: Annotated[list[str] | None, typer.Option(
+        "--suite-option", help="Suite option KEY=VALUE (repeatable).")] = None,
+    max_parse_failures: Annotated[int, typer.Option(
+        "--max-parse-failures", min=1,
+        help="Consecutive unparsable outputs that end an episode.")] = 3,
+    success_threshold: Annotated[float | None, typer.Option(
+        "--success-threshold", help="Reward counted as success (default: the suite's, else 1.0).")] = None,
+    retry_errors: Annotated[bool, typer.Option(
+        "--retry-errors", help="On resume, run errored episodes again.")] = False,
+    max_consecutive_errors: Annotated[int, typer.Option(
+        "--max-consecutive-errors", min=0, help="Stop the run after this many errored "
+        "episodes in a row (0: never).")] = 10,
+    osworld_dir: Annotated[Path | None, typer.Option(
+        "--osworld-dir", help="osworld: an OSWorld checkout (its evaluation_examples/).")] = None,
+    provider: Annotated[str | None, typer.Option(
+        "--provider", help="osworld: the VM provider (docker, vmware, virtualbox, aws, ...)."
+    )] = None,
+    protocol: Annotated[str, typer.Option(
+        "--protocol", help="osworld: 'official' waits as OSWorld's runner (60 s after "
+        "reset, 20 s before evaluating; comparable with published tables), 'fast' "
+        "settles instead.")] = "official",
+    list_tasks: Annotated[bool, typer.Option(
+        "--list", help="List the suite's tasks and exit.")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", min=0, help="Run environments in N worker processes (Ray "
+        "actors with --backend ray, leases of a `cua serve-env` service with --backend "
+        "remote); a crashed worker is restarted. The policy stays in this process. "
+        "0: environments in this process.")] = 0,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Where workers run: 'process' (this machine), 'ray' (a Ray "
+        "cluster: RAY_ADDRESS or --ray-address; else a local one) or 'remote' (an "
+        "environment service: --backend-option url=..., token in CUA_ENV_TOKEN)."
+    )] = "process",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster to join, e.g. 'auto' or ray://head:10001 "
+        "(default: RAY_ADDRESS, else start a local Ray).")] = None,
+    backend_option: Annotated[list[str] | None, typer.Option(
+        "--backend-option", help="Engine option KEY=VALUE (repeatable): "
+        "policy_calls=batched|concurrent|serial, batch_wait_s, max_batch, max_concurrency; "
+        "workers: call_timeout_s, start_timeout_s; ray: actor_options='{\"num_cpus\": 1}', "
+        "shared_storage=true; remote: url, timeout_s, lease_wait_s.")] = None,
+    safety: Annotated[bool, typer.Option(
+        "--safety", help="Turn on the action-policy layer (implied by the options below): "
+        "typing into password fields is refused unless --allow-password-typing.")] = False,
+    allow_domain: Annotated[list[str] | None, typer.Option(
+        "--allow-domain", help="Safety: `navigate` only to these hosts (repeatable).")] = None,
+    allow_app: Annotated[list[str] | None, typer.Option(
+        "--allow-app", help="Safety: `open_app` only for these apps (repeatable).")] = None,
+    refuse_action: RefuseActionOption = None,
+    allow_password_typing: AllowPasswordTypingOption = False,
+    secret_env: SecretEnvOption = None,
+    redact_pattern: RedactPatternOption = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Grounding benchmarks: the downloaded benchmark's folder.")] = None,
+    grounding_profile: Annotated[str | None, typer.Option(
+        "--grounding-profile", help="Grounding benchmarks: the published prompt setup, "
+        "qwen3vl or qwen2_5vl (default: from the model).")] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="Grounding benchmarks: samples per policy call "
+        "(one batched generate in-process; concurrent requests for a server).")] = 8,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, help="Grounding benchmarks: only the first N samples.")] = None,
+    record_click_targets: Annotated[bool, typer.Option(
+        "--record-click-targets", help="Web suites: record the element each click hits, so "
+        "`cua export grounding RUN` can turn the clicks into grounding samples.")] = False,
+) -> None:
+    """Evaluate a policy on a suite: a progress bar, then a per-task results table.
+
+    Every episode is recorded under OUT (manifest.json, results.jsonl, episodes/,
+    screenshots/). Pointing --out at an existing run resumes it: finished episodes are
+    skipped, the rest run.
+    """
+    console = Console()
+    from agent.cli.grounding import GROUNDING_SUITES
+
+    if suite in GROUNDING_SUITES:
+        _eval_grounding(suite, console, data=data, policy=policy, out=out,
+                        policy_options=policy_options_from(model, base_url, dialect,
+                                                           policy_option),
+                        suite_options=parse_key_values(suite_option, "--suite-option"),
+                        profile=grounding_profile, batch_size=batch_size, limit=limit,
+                        seed=seed)
+        return
+    try:
+        suite_opts = parse_key_values(suite_option, "--suite-option")
+        if osworld_dir is not None:
+            suite_opts["osworld_dir"] = str(osworld_dir)
+        if provider is not None:
+            suite_opts["provider"] = provider
+        if suite == "osworld":
+            from agent.cli.osworld import osworld_suite_options
+
+            suite_opts.update(osworld_suite_options(
+                out or default_out(f"{suite}-{policy}"), protocol, model, policy))
+        suite_obj = get_suite(suite, **suite_opts)
+    except KeyError as exc:
+        raise fail(console, str(exc.args[0])) from None
+    except SuiteUnavailable as exc:
+        raise fail(console, str(exc)) from None
+    if record_click_targets:
+        from benchmarks.grounding.click_targets import ClickTargetSuite
+
+        suite_obj = ClickTargetSuite(suite_obj)
+    if list_tasks:
+        for task_id in suite_obj.list_tasks():
+            console.print(task_id, highlight=False)
+        return
+    out_dir = Path(suite_opts["result_dir"]).parent if suite == "osworld" else (
+        out or default_out(f"{suite}-{policy}"))
+    try:
+        from agent.safety import rules_from_cli
+
+        rules = rules_from_cli(safety=safety, refuse_action=refuse_action,
+                               allow_domain=allow_domain,
+                               allow_password_typing=allow_password_typing, allow_app=allow_app,
+                               secret_env=secret_env, redact_pattern=redact_pattern)
+        worker_options = parse_key_values(backend_option, "--backend-option")
+        if ray_address:
+            worker_options["address"] = ray_address
+    except ValueError as exc:
+        raise fail(console, str(exc)) from None
+    if workers and num_envs > 1:
+        raise fail(console, "use either --workers (environments in worker processes) or "
+                   "--num-envs (environments in this process), not both")
+    from policies.profiles import default_profile_for_suite
+    from policies.registry import EXPERT_POLICY_NAMES
+
+    try:
+        policy_options = policy_options_from(
+            model, base_url, dialect, policy_option, prompt_profile,
+            None if policy in EXPERT_POLICY_NAMES else default_profile_for_suite(suite))
+    except typer.BadParameter as exc:
+        raise fail(console, exc.message) from None
+    try:
+        summary = run_suite(
+            suite_obj, policy, tasks, episodes, seed, out_dir,
+            policy_options=policy_options,
+            suite_options=suite_opts, env_options=parse_key_values(env_option, "--env-option"),
+            max_steps=max_steps, time_limit_s=time_limit, samples_per_seed=samples,
+            num_envs=num_envs, max_parse_failures=max_parse_failures,
+            success_threshold=success_threshold, retry_errors=retry_errors,
+            max_consecutive_errors=max_consecutive_errors or None,
+            invocation={"argv": sys.argv}, console=console,
+            workers=workers, backend=backend, backend_options=worker_options, safety=rules,
+        )
+    except (RunConfigMismatch, NotARunDirectory, SuiteUnavailable, PolicyUnavailable) as exc:
+        raise fail(console, str(exc)) from None
+    except KeyError as exc:
+        raise fail(console, str(exc.args[0])) from None
+    except RunAborted as exc:
+        raise fail(console, str(exc), code=1) from None
+    except (WorkerError, RayUnavailable, ValueError) as exc:  # workers could not start
+        raise fail(console, str(exc), code=1) from None
+    except OSError as exc:
+        raise fail(console, f"cannot write the run directory {out_dir}: {exc}", code=1) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/yellow]: finished episodes are in {out_dir}; "
+                      "run the same command again to resume")
+        raise typer.Exit(130) from None
+    print_summary(summary, console)
+    if suite_obj.name in ("desktop", "osworld"):  # OSWorld-format tasks: per-domain table too
+        from agent.cli.osworld import print_domains
+
+        print_domains(out_dir, console)
+
+
+def _eval_grounding(benchmark: str, console: Console, *, out: Path | None, **options: Any) -> None:
+    """`cua eval` for a grounding benchmark (agent/cli/grounding.py)."""
+    from agent.cli.grounding import GroundingCommandError, eval_grounding
+    from benchmarks.grounding.data import GroundingDataError
+
+    out_dir = out or default_out(f"{benchmark}-{options['policy']}")
+    try:
+        eval_grounding(benchmark, out_dir=out_dir, invocation={"argv": sys.argv},
+                       console=console, **options)
+    except (GroundingCommandError, GroundingDataError, RunConfigMismatch, NotARunDirectory,
+            PolicyUnavailable) as exc:
+        raise fail(console, str(exc)) from None
+    except KeyError as exc:
+        raise fail(console, str(exc.args[0])) from None
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/yellow]: finished samples are in {out_dir}; "
+                      "run the same command again to resume")
+        raise typer.Exit(130) from None

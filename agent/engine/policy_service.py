@@ -1,0 +1,269 @@
+"""The policy as an asynchronous service for the episode engine (agent.engine.episode).
+
+Every episode asks for its next output on its own (`await service.act(state, host)`);
+how requests reach the model is the service's business:
+
+- `BatchingPolicy` (in-process models, e.g. transformers): requests wait in a queue and
+  go to ``policy.act`` together, on one thread of its own (the model is used by one
+  batch at a time). A batch leaves when it has `max_batch` states, when every episode
+  that could still ask is waiting (no one else can join), or `max_wait_s` after its first
+  request (or after the previous batch came back, whichever is later). While a batch
+  runs, new requests gather for the next one: continuous batching.
+- `ConcurrentPolicy` (a served model, e.g. vLLM/SGLang behind `OpenAICompatPolicy`): each
+  request is its own ``policy.act([state])`` call, up to `max_concurrency` at once; the
+  server batches.
+- `ExpertPolicy` (scripted experts): the expert that lives beside each environment
+  answers at once through its host (`EnvironmentHost.expert_act`).
+
+`make_policy_service` picks one from a `PolicyCalls` choice or the policy's type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from actions.contracts import EpisodeState, Policy, PolicyOutput
+from agent.engine.hosts import EnvironmentHost
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_WAIT_S = 0.05
+DEFAULT_MAX_CONCURRENCY = 64
+
+
+class PolicyContractError(RuntimeError):
+    """The policy broke its contract (e.g. returned a different number of outputs)."""
+
+
+class PolicyCalls(enum.StrEnum):
+    """How the engine reaches a model policy (see the module docstring); 'serial' is
+    batching with batches of one."""
+
+    BATCHED = "batched"
+    CONCURRENT = "concurrent"
+    SERIAL = "serial"
+
+
+class PolicyService(Protocol):
+    """What the engine asks for each step of each episode.
+
+    `episodes_active(n)`: the engine says how many episodes could still ask (batching
+    uses it to send a batch as soon as nobody else can join). `batch_sizes`: the size
+    of every call made to the underlying policy.
+    """
+
+    name: str
+    batch_sizes: list[int]
+
+    async def act(self, state: EpisodeState, host: EnvironmentHost) -> PolicyOutput: ...
+
+    def episodes_active(self, count: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def policy_name(policy: Any) -> str:
+    return getattr(policy, "name", type(policy).__name__)
+
+
+def _checked(policy: Policy, states: list[EpisodeState]) -> list[PolicyOutput]:
+    outputs = policy.act(states)
+    if len(outputs) != len(states):
+        raise PolicyContractError(f"policy {policy_name(policy)!r} returned {len(outputs)} "
+                                  f"outputs for {len(states)} episode states")
+    return outputs
+
+
+class BatchingPolicy:
+    """Dynamic batching of one in-process policy (see the module docstring).
+
+    `executor`: where ``policy.act`` runs (default: a thread of its own).
+    `max_batch`: most states per call (None: no limit). `max_wait_s`: how long a
+    request waits for others to join while some episode is still busy elsewhere.
+    """
+
+    def __init__(self, policy: Policy, *, max_batch: int | None = None,
+                 max_wait_s: float = DEFAULT_MAX_WAIT_S,
+                 executor: concurrent.futures.Executor | None = None) -> None:
+        if max_batch is not None and max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if max_wait_s < 0:
+            raise ValueError("max_wait_s must be >= 0")
+        self.policy = policy
+        self.name = policy_name(policy)
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.batch_sizes: list[int] = []
+        self.busy_s = 0.0
+        self._own_executor = executor is None
+        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="cua-policy")
+        self._pending: list[tuple[EpisodeState, asyncio.Future[PolicyOutput]]] = []
+        self._active = 0
+        self._first_at = 0.0
+        self._free_at = 0.0
+        self._wake: asyncio.Event | None = None
+        self._server: asyncio.Task[None] | None = None
+
+    def episodes_active(self, count: int) -> None:
+        self._active = count
+        if self._wake is not None:
+            self._wake.set()
+
+    async def act(self, state: EpisodeState, host: EnvironmentHost) -> PolicyOutput:
+        loop = asyncio.get_running_loop()
+        if self._server is None or self._server.done():
+            self._wake = asyncio.Event()
+            self._server = loop.create_task(self._serve(), name="cua-policy-batcher")
+        future: asyncio.Future[PolicyOutput] = loop.create_future()
+        if not self._pending:
+            self._first_at = time.monotonic()
+        self._pending.append((state, future))
+        assert self._wake is not None
+        self._wake.set()
+        return await future
+
+    def _ready(self) -> float | None:
+        """0 when a batch should leave now, else seconds to wait (None: no request)."""
+        if not self._pending:
+            return None
+        if self.max_batch is not None and len(self._pending) >= self.max_batch:
+            return 0.0
+        if len(self._pending) >= self._active:
+            return 0.0
+        waited = time.monotonic() - max(self._first_at, self._free_at)
+        return max(0.0, self.max_wait_s - waited)
+
+    async def _serve(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            delay = self._ready()
+            if delay is None or delay > 0:
+                self._wake.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally
+                # when it is cancelled in the loop iteration that sets the event (the
+                # engine's episodes_active during shutdown), losing the cancellation, and
+                # close() would wait for this task forever.
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            # Let episodes that are ready in this same loop iteration join the batch.
+            await asyncio.sleep(0)
+            size = len(self._pending) if self.max_batch is None else self.max_batch
+            batch, self._pending = self._pending[:size], self._pending[size:]
+            batch = [(s, f) for s, f in batch if not f.cancelled()]
+            if self._pending:
+                self._first_at = time.monotonic()
+            if not batch:
+                continue
+            self.batch_sizes.append(len(batch))
+            started = time.monotonic()
+            try:
+                outputs = await loop.run_in_executor(
+                    self._executor, _checked, self.policy, [s for s, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiting episode gets it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, future), output in zip(batch, outputs, strict=True):
+                    if not future.done():
+                        future.set_result(output)
+            finally:
+                self._free_at = time.monotonic()
+                self.busy_s += self._free_at - started
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.cancel()
+            await asyncio.gather(self._server, return_exceptions=True)
+        for _, future in self._pending:
+            future.cancel()
+        if self._own_executor:
+            self._executor.shutdown(wait=False)
+
+
+class ConcurrentPolicy:
+    """One ``policy.act([state])`` call per request, up to `max_concurrency` at once
+    (a served model batches them itself)."""
+
+    def __init__(self, policy: Policy, *, max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.policy = policy
+        self.name = policy_name(policy)
+        self.batch_sizes: list[int] = []
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_concurrency, thread_name_prefix="cua-policy")
+
+    def episodes_active(self, count: int) -> None:
+        return None
+
+    async def act(self, state: EpisodeState, host: EnvironmentHost) -> PolicyOutput:
+        self.batch_sizes.append(1)
+        outputs = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _checked, self.policy, [state])
+        return outputs[0]
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False)
+
+
+class ExpertPolicy:
+    """Each environment's own scripted expert, asked through its host."""
+
+    def __init__(self, name: str = "expert") -> None:
+        self.name = name
+        self.batch_sizes: list[int] = []
+
+    def episodes_active(self, count: int) -> None:
+        return None
+
+    async def act(self, state: EpisodeState, host: EnvironmentHost) -> PolicyOutput:
+        return await host.expert_act(state)
+
+    async def close(self) -> None:
+        return None
+
+
+def _is_served(policy: Policy) -> bool:
+    try:
+        from policies.openai_compat import OpenAICompatPolicy
+    except ImportError:  # pragma: no cover - optional pieces missing
+        return False
+    return isinstance(policy, OpenAICompatPolicy)
+
+
+def make_policy_service(policy: Policy, *, calls: PolicyCalls | str | None = None,
+                        max_batch: int | None = None, max_wait_s: float | None = None,
+                        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+                        executor: concurrent.futures.Executor | None = None,
+                        ) -> BatchingPolicy | ConcurrentPolicy:
+    """The service for a model policy: `calls` chosen, else concurrent requests for a
+    served model and dynamic batching for everything else."""
+    chosen = PolicyCalls(calls) if calls else (
+        PolicyCalls.CONCURRENT if _is_served(policy) else PolicyCalls.BATCHED)
+    if chosen is PolicyCalls.CONCURRENT:
+        return ConcurrentPolicy(policy, max_concurrency=max_concurrency)
+    wait = DEFAULT_MAX_WAIT_S if max_wait_s is None else max_wait_s
+    return BatchingPolicy(policy, max_batch=1 if chosen is PolicyCalls.SERIAL else max_batch,
+                          max_wait_s=wait, executor=executor)
+
+
+ServiceFactory = Callable[[Policy], PolicyService]
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY", "DEFAULT_MAX_WAIT_S", "BatchingPolicy", "ConcurrentPolicy",
+    "ExpertPolicy", "PolicyCalls", "PolicyContractError", "PolicyService",
+    "make_policy_service", "policy_name",
+]
