@@ -1,7 +1,8 @@
 """The OSWorld adapter: official OSWorld tasks, our policy, our trajectory format.
 
 `OSWorldSuite(osworld_dir=..., provider=...)` lists the tasks of an OSWorld checkout
-(`evaluation_examples/test_all.json` -> `examples/<domain>/<id>.json`; task ids here are
+(`evaluation_examples/test_nogdrive.json`, the Qwen3-VL runner's list, by default ->
+`examples/<domain>/<id>.json`; task ids here are
 `<domain>/<id>`, so results group by domain). `make_environment()` wraps
 `desktop_env.desktop_env.DesktopEnv` (the OSWorld package, with a VM provider: docker,
 vmware, virtualbox, aws, ...) in our Environment protocol; each canonical action is sent
@@ -13,14 +14,19 @@ Protocol (`protocol=`): `official` does what OSWorld's `lib_run_single.py` does 
 60 s after reset before the first screenshot, 20 s before evaluating, and sleeps
 `sleep_after_execution` (run.py's default 0.0) after each action — so scores compare
 with published tables; `fast` replaces those waits with our settle detection (the
-screenshot polled until two in a row are identical, bounded).
+screenshot polled until two in a row are identical, bounded). Under `official`, in the
+pyautogui space, actions execute as OSWorld's Qwen3-VL runner executes them
+(`encode_qwen3vl_official`: terminate is DONE, wait is WAIT with pause 0, no code for
+triple_click / hscroll / answer, ...), unparseable output does not end an episode and
+`answer` does not end it either (docs/benchmark-parity.md lists each difference).
 
 Beside our record, each task's OSWorld result directory is written as `lib_run_single.py`
 writes it (`result.txt`, `traj.jsonl`, `step_N_<time>.png`, `recording.mp4` when the
 provider records), under `<result_dir>/<action_space>/screenshot/<model>/<domain>/<id>/`,
 so OSWorld's own `show_result.py` reads it. An episode that crashes gets an `{"Error":
 ...}` line and no `result.txt`, as in OSWorld's run.py; such episodes are left out of the
-score and counted as crashed (`--retry-errors` runs them again).
+score and counted as crashed (`--retry-errors` runs them again; under `official` they
+always run again, as the runner's get_unfinished does).
 
 `domain_summary(path)` turns a run's results.jsonl, or an OSWorld result tree, into
 OSWorld's per-domain table (score = mean of the scores, x 100, as show_result.py
@@ -75,6 +81,15 @@ OFFICIAL_RESET_WAIT_S = 60.0
 OFFICIAL_EVALUATE_WAIT_S = 20.0
 OFFICIAL_SLEEP_AFTER_EXECUTION_S = 0.0
 _LOCAL_TOOLS = {"docker": "docker", "vmware": "vmrun", "virtualbox": "VBoxManage"}
+# run_multienv_qwen3vl.py's task list: every task but the 8 that need Google Drive
+# credentials (test_all.json has 369, this one 361).
+DEFAULT_TEST_FILE = "evaluation_examples/test_nogdrive.json"
+# run_multienv_qwen3vl.py's DesktopEnv settings: --region us-east-1, enable_proxy=True,
+# snapshot "init_state" (on aws: the AMI of IMAGE_ID_MAP[region][screen_size]).
+DEFAULT_REGION = "us-east-1"
+DEFAULT_SNAPSHOT = "init_state"
+# desktop_env/providers/aws/manager.py raises at import without these.
+AWS_REQUIRED_ENV = ("AWS_REGION", "AWS_SUBNET_ID", "AWS_SECURITY_GROUP_ID")
 
 
 class OSWorldUnavailable(SuiteUnavailable):
@@ -187,8 +202,42 @@ def encode(action: Action, action_space: str) -> list[Any]:
     raise ValueError(f"unknown OSWorld action space {action_space!r}; use one of {ACTION_SPACES}")
 
 
+# mm_agents/qwen3vl_agent.py parse_response: left_click_drag -> dragTo(x, y, duration=0.5)
+QWEN3VL_DRAG_DURATION_S = 0.5
+
+
+def encode_qwen3vl_official(action: Action, pointer: tuple[int, int] | None) -> list[Any]:
+    """What OSWorld's Qwen3-VL runner (mm_agents/qwen3vl_agent.py `parse_response`, the
+    pyautogui action space) sends DesktopEnv.step for one action; [] where it writes no
+    code (the action is not executed and nothing is sent).
+
+    `terminate` is DONE whatever its status; `wait` is WAIT; `triple_click`, `hscroll`
+    and `answer` have no branch there; `scroll` is `pyautogui.scroll(pixels)`, its
+    coordinate ignored; a `left_click_drag` that starts where the cursor is (`pointer`)
+    is `pyautogui.dragTo(x, y, duration=0.5)`. Everything else is the shared exporter's
+    code (the same pyautogui calls the reference writes for those actions).
+    """
+    match action:
+        case Terminate():
+            return ["DONE"]
+        case Wait():
+            return ["WAIT"]
+        case Answer():
+            return []
+        case Click(clicks=3):
+            return []
+        case Scroll(direction="left" | "right"):
+            return []
+        case Scroll(direction=direction, amount=amount):
+            return [f"pyautogui.scroll({amount if direction == 'up' else -amount})"]
+        case Drag(start_x=sx, start_y=sy, end_x=ex, end_y=ey) if pointer == (sx, sy):
+            return [f"pyautogui.dragTo({ex}, {ey}, duration={QWEN3VL_DRAG_DURATION_S})"]
+    return [to_pyautogui_code(action)]
+
+
 # ----------------------------------------------------------------------------- availability
-def check_available(provider: str, osworld_dir: str | Path | None = None) -> None:
+def check_available(provider: str, osworld_dir: str | Path | None = None,
+                    test_file: str = DEFAULT_TEST_FILE) -> None:
     """Raise OSWorldUnavailable naming what is missing to run OSWorld with `provider`."""
     if provider not in VM_PROVIDERS:
         raise OSWorldUnavailable(
@@ -198,7 +247,9 @@ def check_available(provider: str, osworld_dir: str | Path | None = None) -> Non
             "the OSWorld package 'desktop_env' is not installed: clone OSWorld and run "
             "`pip install -e <osworld-dir>` (or `pip install desktop-env`) in this venv")
     if osworld_dir is not None:
-        OSWorldTasks(osworld_dir)  # raises if the checkout has no task files
+        OSWorldTasks(osworld_dir, test_file)  # raises if the checkout has no task files
+    if provider == "aws":
+        check_aws_settings()
     tool = _LOCAL_TOOLS.get(provider)
     if tool and shutil.which(tool) is None:
         raise OSWorldUnavailable(
@@ -209,6 +260,34 @@ def check_available(provider: str, osworld_dir: str | Path | None = None) -> Non
             raise OSWorldUnavailable(
                 f"docker is installed but its daemon is not reachable: {probe.stderr.strip()[:300]}")
         warn_without_kvm()
+
+
+def check_aws_settings(environ: dict[str, str] | None = None) -> None:
+    """Raise OSWorldUnavailable, in one line, for what OSWorld's aws provider needs and
+    lacks, before any VM starts: boto3, and the variables its manager module demands at
+    import (AWS_REGION, AWS_SUBNET_ID, AWS_SECURITY_GROUP_ID)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    missing = [name for name in AWS_REQUIRED_ENV if not environ.get(name)]
+    if missing:
+        raise OSWorldUnavailable(
+            f"--provider aws needs {', '.join(missing)} set (OSWorld's aws manager "
+            "refuses to load without them)")
+    if importlib.util.find_spec("boto3") is None:
+        raise OSWorldUnavailable("--provider aws needs boto3: pip install boto3")
+
+
+def aws_snapshot(region: str, screen_size: tuple[int, int]) -> str:
+    """The AMI id run_multienv_qwen3vl.py passes as snapshot_name on aws:
+    IMAGE_ID_MAP[region] for the screen size, else its 1920x1080 image."""
+    from desktop_env.providers.aws.manager import IMAGE_ID_MAP  # the OSWorld package
+
+    if region not in IMAGE_ID_MAP:
+        raise OSWorldUnavailable(
+            f"--region {region!r} has no OSWorld image; regions: {', '.join(IMAGE_ID_MAP)}")
+    images = IMAGE_ID_MAP[region]
+    return images.get(screen_size, images[(1920, 1080)])
 
 
 def warn_without_kvm(kvm_device: str = "/dev/kvm") -> bool:
@@ -225,15 +304,15 @@ def warn_without_kvm(kvm_device: str = "/dev/kvm") -> bool:
 class OSWorldTasks:
     """The task files of an OSWorld checkout."""
 
-    def __init__(self, osworld_dir: str | Path,
-                 test_file: str = "evaluation_examples/test_all.json") -> None:
+    def __init__(self, osworld_dir: str | Path, test_file: str = DEFAULT_TEST_FILE) -> None:
         self.root = Path(osworld_dir)
         self.examples = self.root / "evaluation_examples" / "examples"
         index = self.root / test_file
         if not index.is_file():
             raise OSWorldUnavailable(
-                f"{index} not found: --osworld-dir must be an OSWorld checkout "
-                "(with evaluation_examples/test_all.json)")
+                f"{index} not found: --osworld-dir must be an OSWorld checkout (with "
+                f"{test_file}; an older checkout without it: --test-file "
+                "evaluation_examples/test_all.json)")
         meta: dict[str, list[str]] = json.loads(index.read_text())
         self.ids = sorted(f"{domain}/{tid}" for domain, tids in meta.items() for tid in tids)
 
@@ -256,7 +335,7 @@ class OSWorldSuite:
     platform = "desktop"
 
     def __init__(self, osworld_dir: str | Path | None = None, provider: str = "docker",
-                 domain: str = "all", test_file: str = "evaluation_examples/test_all.json",
+                 domain: str = "all", test_file: str = DEFAULT_TEST_FILE,
                  max_steps: int = 15, protocol: Protocol = "official",
                  result_dir: str | Path | None = None, model_name: str = "qwen-cua") -> None:
         if osworld_dir is None:
@@ -285,6 +364,11 @@ class OSWorldSuite:
             "instruction": spec.get("instruction", ""), "max_steps": self.max_steps,
             "config": {"osworld": spec, "domain": task_id.split("/", 1)[0]},
         }
+        if self.protocol == "official":
+            # lib_run_single.py: an output with no action is a step like any other (the
+            # episode goes on to max_steps), and the Qwen3-VL runner ends only at
+            # terminate's DONE (answer writes no code there).
+            fields["config"].update(max_parse_failures=None, terminal_actions=["terminate"])
         fields.update(overrides)
         return Task(**fields)
 
@@ -305,8 +389,9 @@ class OSWorldSuite:
 class OSWorldResultWriter:
     """One task's OSWorld result directory, written as lib_run_single.py / run.py do.
 
-    `traj.jsonl` gets one line per action sent to DesktopEnv.step (step_num counts our
-    steps; `response` is None: the model's text is in our own record), with the
+    `traj.jsonl` gets one line per action sent to DesktopEnv.step, the terminal DONE/FAIL
+    included (step_num counts our steps; `response` is None: the model's text is in our
+    own record), with the
     screenshot after it as `step_<n>_<timestamp>.png`; `result.txt` the score; a crash an
     `{"Error": ...}` line and no result.txt.
     """
@@ -373,6 +458,8 @@ class OSWorldEnvironment:
                  settle_quiet_s: float = 0.6, settle_first_change_s: float = 1.0,
                  result_dir: str | Path | None = None, model_name: str = "qwen-cua",
                  sleep: Callable[[float], None] = time.sleep,
+                 region: str = DEFAULT_REGION, snapshot_name: str | None = None,
+                 enable_proxy: bool = True, client_password: str = "",
                  **desktop_env_options: Any) -> None:
         if action_space not in ACTION_SPACES:
             raise ValueError(f"action_space must be one of {ACTION_SPACES}")
@@ -396,10 +483,19 @@ class OSWorldEnvironment:
         self.writer: OSWorldResultWriter | None = None
         self._step_num = 0
         self._recording = False
+        self._pointer: tuple[int, int] | None = None
+        self._last_screenshot: bytes | None = None
+        if provider == "aws":
+            check_aws_settings()
+        if snapshot_name is None:
+            snapshot_name = (aws_snapshot(region, (screen_width, screen_height))
+                             if provider == "aws" else DEFAULT_SNAPSHOT)
         self.env = DesktopEnv(
             provider_name=provider, path_to_vm=path_to_vm, action_space=action_space,
             headless=headless, screen_size=(screen_width, screen_height),
-            require_a11y_tree=False, **desktop_env_options,
+            require_a11y_tree=False, region=region, snapshot_name=snapshot_name,
+            enable_proxy=enable_proxy, client_password=client_password,
+            **desktop_env_options,
         )
 
     def _screenshot(self, shot: bytes | None = None) -> bytes:
@@ -413,8 +509,28 @@ class OSWorldEnvironment:
             raise ScreenshotUnavailable(message)
         return shot
 
+    def _query_pointer(self) -> tuple[int, int] | None:
+        """Where the VM's cursor is, asked once per episode (after reset) through the VM
+        server's /run_python; None when it does not say. Later positions are tracked
+        from the actions sent (actions.parsing.pointer_after)."""
+        run = getattr(self.env.controller, "run_python_script", None)
+        if not callable(run):
+            return None
+        try:
+            reply = run("import pyautogui; print(tuple(pyautogui.position()))") or {}
+        except Exception as exc:  # noqa: BLE001 - the pointer is an extra, not the episode
+            logger.warning("the VM did not say where its cursor is: %s", exc)
+            return None
+        import re
+
+        found = re.search(r"(-?\d+)\D+(-?\d+)", str(reply.get("output") or ""))
+        return (int(found.group(1)), int(found.group(2))) if found else None
+
     def _observation(self, screenshot: bytes, **fields: Any) -> Observation:
         from PIL import Image
+
+        self._last_screenshot = screenshot
+        fields.setdefault("pointer", self._pointer)
 
         image = Image.open(io.BytesIO(screenshot))
         if image.format != "PNG":
@@ -467,6 +583,7 @@ class OSWorldEnvironment:
             self._crashed(exc)
             raise
         self._start_recording()
+        self._pointer = self._query_pointer()
         return self._observation(shot, instruction=task.instruction or None,
                                  settle_s=settle_s, settle=report)
 
@@ -493,26 +610,49 @@ class OSWorldEnvironment:
         except Exception as exc:  # noqa: BLE001
             logger.warning("the provider's recording could not be saved: %s", exc)
 
+    @property
+    def _qwen3vl_official(self) -> bool:
+        """The official protocol in the pyautogui space executes as OSWorld's Qwen3-VL
+        runner does (encode_qwen3vl_official)."""
+        return self.protocol == "official" and self.action_space == "pyautogui"
+
+    def _payloads(self, action: Action) -> list[Any]:
+        if self._qwen3vl_official:
+            return encode_qwen3vl_official(action, self._pointer)
+        return encode(action, self.action_space)
+
     def step(self, action: Action) -> Observation:
+        from actions.parsing import pointer_after
+
         start = time.monotonic()
         try:
-            payloads = encode(action, self.action_space)
+            payloads = self._payloads(action)
         except UnsupportedActionError as exc:
             settled = self._settled()
             return self._observation(settled.screenshot_png, action_error=str(exc),
                                      settle_s=settled.settle_s, settle=settled.report())
+        official = self.protocol == "official"
+        if not payloads:
+            # The reference writes no code for it: nothing is sent, the screen is as it was.
+            shot = self._last_screenshot or self._screenshot()
+            return self._observation(shot, execute_s=0.0, settle_s=0.0,
+                                     info={"osworld_action": [], "not_executed": True})
         self._step_num += 1
         done, obs = False, None
-        official = self.protocol == "official"
+        if not isinstance(action, Scroll) or not self._qwen3vl_official:
+            self._pointer = pointer_after(action, self._pointer)
         try:
             for payload in payloads:
-                # OSWorld's step sleeps `pause` after every action, and WAIT sleeps it.
-                # Our Wait's seconds are the point of the action; otherwise the official
-                # protocol pauses sleep_after_execution_s, the fast one settles instead.
-                if isinstance(action, Wait):
-                    pause = action.seconds
+                # OSWorld's step sleeps `pause` after every action, and WAIT sleeps it
+                # once more. The official protocol passes sleep_after_execution_s (the
+                # runner's 0.0, so its WAIT does not wait at all); the fast one makes a
+                # Wait last its seconds (half before, half after) and settles otherwise.
+                if official:
+                    pause = self.sleep_after_execution_s
+                elif isinstance(action, Wait):
+                    pause = action.seconds / 2
                 else:
-                    pause = self.sleep_after_execution_s if official else 0
+                    pause = 0
                 obs, reward, done, info = self.env.step(payload, pause)
                 shot = self._screenshot(obs.get("screenshot") if obs else None)
                 if self.writer is not None:
@@ -531,9 +671,18 @@ class OSWorldEnvironment:
                                  settle=report, info={"osworld_action": payloads})
 
     def notify_terminal(self, action: Action) -> None:
-        """Tell OSWorld DONE/FAIL: its evaluator scores 'infeasible' tasks by the last FAIL."""
-        for payload in encode(action, self.action_space):
-            self.env.step(payload, 0)
+        """Tell OSWorld DONE/FAIL: its evaluator scores 'infeasible' tasks by the last FAIL.
+        Under the official protocol every terminate is DONE, as the Qwen3-VL runner sends
+        it; the fast protocol sends FAIL for `status: failure`. The step is written to
+        traj.jsonl, as lib_run_single.py writes the DONE line."""
+        payloads = self._payloads(action)
+        if payloads:
+            self._step_num += 1
+        for payload in payloads:
+            obs, reward, done, info = self.env.step(payload, 0)
+            if self.writer is not None:
+                shot = self._screenshot(obs.get("screenshot") if obs else None)
+                self.writer.step(self._step_num, payload, reward, bool(done), info, shot)
 
     def evaluate(self) -> float:
         try:
@@ -601,33 +750,67 @@ def _rows(scores: dict[str, list[float]], crashed: dict[str, int]) -> list[Domai
         row("overall", everything, sum(crashed.values()))]
 
 
+def _example_dirs(root: Path) -> set[Path]:
+    return ({p.parent for p in root.rglob("result.txt")}
+            | {p.parent for p in root.rglob("traj.jsonl")})
+
+
+def osworld_runs(root: str | Path) -> dict[str, Path]:
+    """The runs in an OSWorld result tree: each `<action_space>/<observation_type>/<model>`
+    directory (the one show_result.py scores) holding `<domain>/<example_id>/` folders,
+    keyed by its path relative to `root` ('.' when `root` is one)."""
+    root = Path(root)
+    runs = {example.parent.parent for example in _example_dirs(root)}
+    return {(run.relative_to(root).as_posix() if run != root else "."): run
+            for run in sorted(runs)}
+
+
+def _show_result_score(text: str) -> float:
+    """A result.txt value as show_result.py reads it: float(), else the Python literal
+    (True / False)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float(text.strip().lower() == "true")
+
+
 def osworld_tree_scores(root: Path) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Scores and crash counts per domain of an OSWorld result tree: every
-    `<domain>/<example_id>/` directory below `root`; with result.txt it is scored (read
-    as show_result.py reads it), without it crashed."""
+    """Scores and crash counts per domain of one run of an OSWorld result tree (its
+    `<domain>/<example_id>/` directories below `root`): with result.txt an example is
+    scored as show_result.py scores it, without it crashed (show_result.py skips it)."""
     scores: dict[str, list[float]] = {}
     crashed: dict[str, int] = {}
-    example_dirs = {p.parent for p in root.rglob("result.txt")}
-    example_dirs |= {p.parent for p in root.rglob("traj.jsonl")}
-    for example in sorted(example_dirs):
+    for example in sorted(_example_dirs(root)):
         domain = example.parent.name
         result = example / "result.txt"
         if not result.is_file():
             crashed[domain] = crashed.get(domain, 0) + 1
             continue
-        text = result.read_text().strip()
-        try:
-            score = float(text)
-        except ValueError:
-            score = float(text.lower() == "true")
-        scores.setdefault(domain, []).append(score)
+        scores.setdefault(domain, []).append(_show_result_score(result.read_text().strip()))
     return scores, crashed
+
+
+class MultipleRuns(ValueError):
+    """An OSWorld result tree holds several runs (models or action spaces): each is
+    scored on its own, never merged."""
+
+    def __init__(self, root: Path, runs: dict[str, Path]) -> None:
+        self.root, self.runs = root, runs
+        super().__init__(f"{root} holds {len(runs)} runs ({', '.join(runs)}): pass one "
+                         "<action_space>/<observation_type>/<model> directory")
+
+
+def run_rows(root: str | Path) -> dict[str, DomainRow]:
+    """One 'overall' row per run of an OSWorld result tree (see osworld_runs)."""
+    return {name: _rows(*osworld_tree_scores(run))[-1]
+            for name, run in osworld_runs(root).items()}
 
 
 def domain_summary(path: str | Path) -> list[DomainRow]:
     """Per-domain results (last row: 'overall') of a qwen-cua run directory (also written
-    to <path>/domains.json) or of an OSWorld result tree (a directory that OSWorld's
-    show_result.py reads, or any directory above its <domain>/<example_id>/ folders)."""
+    to <path>/domains.json) or of one run of an OSWorld result tree (the
+    <action_space>/<observation_type>/<model> directory show_result.py reads, or any
+    directory above it holding that one run only: MultipleRuns otherwise)."""
     from trajectories.store import MANIFEST, RunDir
 
     root = Path(path)
@@ -638,6 +821,9 @@ def domain_summary(path: str | Path) -> list[DomainRow]:
             raise NotARunDirectory(
                 f"{root} is neither a qwen-cua run directory (no {MANIFEST}) nor an OSWorld "
                 "result tree (no <domain>/<example_id>/result.txt or traj.jsonl below it)")
+        runs = osworld_runs(root)
+        if len(runs) > 1:
+            raise MultipleRuns(root, runs)
         return _rows(*osworld_tree_scores(root))
     scores: dict[str, list[float]] = {}
     crashed: dict[str, int] = {}

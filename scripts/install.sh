@@ -24,3 +24,16 @@ PYTHON=${PYTHON:-python3}
 # The project with every extra: the test suite covers training exports, Ray and the
 # toolchain. A user's `pip install qwen-cua` gets only the core (see pyproject.toml).
 .venv/bin/pip install -q -e '.[train,ray,dev,serve]'
+
+# OSWorld's own package, for the tests that drive the real DesktopEnv and PythonController
+# against a loopback VM (tests/conftest_real_osworld.py). Its pins (torch~=2.5, numpy<2,
+# transformers~=4.35) conflict with ours, so it goes --no-deps into its own folder, put on
+# sys.path by those tests only; beside it, the two small modules its setup controller
+# imports at load time.
+DESKTOP_ENV_TARGET=.desktop-env-target
+if [ ! -f "$DESKTOP_ENV_TARGET/desktop_env-1.0.2.stamp" ]; then
+  rm -rf "$DESKTOP_ENV_TARGET"
+  .venv/bin/pip install -q --no-deps --target "$DESKTOP_ENV_TARGET" \
+    desktop-env==1.0.2 requests-toolbelt==1.0.0 python-dotenv==1.2.1
+  touch "$DESKTOP_ENV_TARGET/desktop_env-1.0.2.stamp"
+fi

@@ -146,7 +146,7 @@ def test_computer_13_refuses_non_ascii_text() -> None:
 
 def _fake_checkout(root: Path) -> Path:
     (root / "evaluation_examples" / "examples" / "os").mkdir(parents=True)
-    (root / "evaluation_examples" / "test_all.json").write_text(json.dumps({"os": ["t1"]}))
+    (root / "evaluation_examples" / "test_nogdrive.json").write_text(json.dumps({"os": ["t1"]}))
     (root / "evaluation_examples" / "examples" / "os" / "t1.json").write_text(json.dumps({
         "id": "t1", "instruction": "do it", "config": [],
         "evaluator": {"func": "infeasible"}}))
@@ -162,7 +162,7 @@ def test_osworld_suite_reads_a_checkout_and_fails_fast_without_desktop_env(tmp_p
         suite.make_environment()
     with pytest.raises(OSWorldUnavailable, match="unknown provider"):
         check_available("qemu-magic")
-    with pytest.raises(OSWorldUnavailable, match="test_all.json"):
+    with pytest.raises(OSWorldUnavailable, match="test_nogdrive.json"):
         OSWorldSuite(osworld_dir=tmp_path / "nowhere")
 
 

@@ -26,13 +26,17 @@ from agent.cli.eval import MODEL_HELP, default_out, fail, parse_key_values, poli
 from agent.runner import RunAborted, print_summary, run_suite
 from benchmarks.osworld import (
     ACTION_SPACES,
+    DEFAULT_REGION,
+    DEFAULT_TEST_FILE,
     PROTOCOLS,
     VM_PROVIDERS,
+    MultipleRuns,
     OSWorldSuite,
     OSWorldUnavailable,
     check_available,
     domain_summary,
     run_protocol,
+    run_rows,
 )
 from trajectories.store import NotARunDirectory, RunConfigMismatch
 
@@ -89,8 +93,22 @@ def osworld_run(
     path_to_vm: Annotated[str | None, typer.Option("--path-to-vm", help="VM image (.vmx, ...).")] = None,
     max_steps: Annotated[int, typer.Option("--max-steps", min=1)] = 15,
     protocol: Annotated[str, typer.Option("--protocol", help=PROTOCOL_HELP)] = "official",
+    test_file: Annotated[str, typer.Option(
+        "--test-file", help="The task list, relative to --osworld-dir (the Qwen3-VL runner's "
+        "default: the 361 tasks without Google Drive).")] = DEFAULT_TEST_FILE,
+    region: Annotated[str, typer.Option(
+        "--region", help="Cloud region (aws: picks the OSWorld AMI).")] = DEFAULT_REGION,
+    snapshot: Annotated[str | None, typer.Option(
+        "--snapshot", help="Snapshot to revert to (default: init_state; on aws the OSWorld "
+        "AMI of --region for the screen size).")] = None,
+    proxy: Annotated[bool, typer.Option(
+        "--proxy/--no-proxy", help="Enable the proxy for tasks marked \"proxy\": true, as "
+        "the Qwen3-VL runner does.")] = True,
+    client_password: Annotated[str, typer.Option(
+        "--client-password", help="The VM user's password (default: OSWorld's per provider).")] = "",
     retry_errors: Annotated[bool, typer.Option(
-        "--retry-errors", help="On resume, run crashed episodes again.")] = False,
+        "--retry-errors", help="On resume, run crashed episodes again (always under "
+        "--protocol official: OSWorld's runner reruns every example without result.txt).")] = False,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (resumed).")] = None,
     policy_option: Annotated[list[str] | None, typer.Option(
         "--policy-option", help="Extra policy option KEY=VALUE (repeatable).")] = None,
@@ -100,20 +118,28 @@ def osworld_run(
     out_dir = out or default_out(f"osworld-{policy}")
     try:
         result_options = osworld_suite_options(out_dir, protocol, model, policy)
-        check_available(provider, osworld_dir)
+        check_available(provider, osworld_dir, test_file)
         suite = OSWorldSuite(osworld_dir=osworld_dir, provider=provider, domain=domain,
-                             max_steps=max_steps, **result_options)
+                             max_steps=max_steps, test_file=test_file, **result_options)
     except OSWorldUnavailable as exc:
         raise fail(console, str(exc)) from None
-    env_options = {"provider": provider, "action_space": action_space}
+    env_options: dict[str, object] = {
+        "provider": provider, "action_space": action_space, "region": region,
+        "enable_proxy": proxy, "client_password": client_password}
+    if snapshot:
+        env_options["snapshot_name"] = snapshot
     if path_to_vm:
         env_options["path_to_vm"] = path_to_vm
+    if protocol == "official":
+        # run_multienv_qwen3vl.py's get_unfinished: every example without result.txt
+        # (ours: every episode that ended in an error) runs again on each invocation.
+        retry_errors = True
     try:
         summary = run_suite(
             suite, policy, tasks if tasks != "all" else suite.list_tasks(), 1, 0, out_dir,
             policy_options=policy_options_from(model, base_url, None, policy_option),
             suite_options={"osworld_dir": str(osworld_dir), "provider": provider,
-                           "domain": domain, **result_options},
+                           "domain": domain, "test_file": test_file, **result_options},
             env_options=env_options, max_steps=max_steps, retry_errors=retry_errors,
             invocation={"argv": sys.argv},
             console=console,
@@ -138,6 +164,22 @@ def osworld_report(
         print_domains(run_dir, console)
     except NotARunDirectory as exc:
         raise fail(console, str(exc)) from None
+    except MultipleRuns as exc:
+        print_runs(exc, console)
+
+
+def print_runs(runs: MultipleRuns, console: Console) -> None:
+    """One row per run of an OSWorld result tree, never a merged figure."""
+    table = Table(title=f"Runs in {runs.root} (one row each; not merged)")
+    for column in ("action_space/observation/model", "episodes", "crashed",
+                   "score % (OSWorld)", "full success %"):
+        table.add_column(column, justify="left" if column.startswith("action") else "right")
+    for name, row in run_rows(runs.root).items():
+        table.add_row(name, str(row.episodes), str(row.crashed),
+                      f"{row.success_rate_pct:.2f}", f"{row.full_success_pct:.2f}")
+    console.print(table)
+    console.print("For a run's per-domain table: cua osworld report ROOT/<action_space>/"
+                  "<observation>/<model>", highlight=False)
 
 
 __all__ = ["osworld_app", "parse_key_values"]

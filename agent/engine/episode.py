@@ -4,12 +4,16 @@ An episode: lease an environment host from the pool (agent.engine.hosts), ``rese
 repeatedly ask the policy service (agent.engine.policy_service) for the next actions, execute
 them, observe, until one of these ends it (`EpisodeResult.terminated_by`):
 
-- the policy emits ``terminate`` or ``answer`` (actions.models.TERMINAL_ACTION_TYPES);
+- the policy emits ``terminate`` or ``answer`` (actions.models.TERMINAL_ACTION_TYPES;
+  a task whose reference runner goes on after some of them lists the ones that end it
+  in ``task.config['terminal_actions']``, and the others are stepped like any action);
 - the environment says the episode is over (``Observation.done``);
 - the step budget (``max_steps``, default ``task.max_steps``) is used up;
 - the wall-clock limit (``time_limit_s``, default ``task.time_limit_s``) has passed,
   checked before each policy call;
 - ``max_parse_failures`` consecutive outputs had no valid action (``parse_errors``);
+  a task may set its own (``task.config['max_parse_failures']``; None: never, as
+  OSWorld's runner steps on to the budget);
 - the environment crashed, its host died or hung, or the environment or policy raised
   (``error``, with the exception type and message in ``EpisodeResult.error``). The run
   goes on.
@@ -142,6 +146,14 @@ class EpisodeRun:
         return self.options.max_steps or self.task.max_steps
 
     @property
+    def max_parse_failures(self) -> int | None:
+        return self.task.config.get("max_parse_failures", self.options.max_parse_failures)
+
+    @property
+    def terminal_action_types(self) -> frozenset[str]:
+        return frozenset(self.task.config.get("terminal_actions", TERMINAL_ACTION_TYPES))
+
+    @property
     def time_limit_s(self) -> float | None:
         return self.options.time_limit_s or self.task.time_limit_s
 
@@ -212,15 +224,17 @@ class EpisodeRun:
             reasons = "; ".join(output.parse_errors) or "no action found in the output"
             feedback.append(f"Your last output had no valid action ({reasons}). "
                             "Reply with exactly one valid tool call.")
-            if self.consecutive_parse_failures >= self.options.max_parse_failures:
+            limit = self.max_parse_failures
+            if limit is not None and self.consecutive_parse_failures >= limit:
                 self.end("parse_errors")
         else:
             self.consecutive_parse_failures = 0
             if output.parse_errors:
                 feedback.append("Some of your tool calls could not be parsed and were "
                                 "skipped: " + "; ".join(output.parse_errors))
+            terminal_types = self.terminal_action_types
             for index, action in enumerate(output.actions):
-                terminal = action.type in TERMINAL_ACTION_TYPES
+                terminal = action.type in terminal_types
                 notify = terminal and self.host.has_notify_terminal
                 try:
                     obs = None
