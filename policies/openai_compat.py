@@ -1,38 +1,49 @@
 """A Qwen-VL policy served over an OpenAI-compatible chat-completions API (vLLM, SGLang).
 
+The client is the `openai` SDK's `AsyncOpenAI`: its timeouts, its retries (exponential
+backoff from 0.5 s with jitter, honouring Retry-After, on timeouts, connection errors,
+408/409/429 and 5xx answers) and its error types, mapped here to one-line messages that say
+what to do (`ServerUnreachable`, `ModelNotServed`, `ServerError`).
+
 The prompt is the one `policies.prompting` builds for the in-process policy; each image
 item becomes an `image_url` with a base64 PNG data URL (the screenshot's own lossless
-bytes: the server resizes it with the checkpoint's image processor). Requests for the
-episodes of one `act()` call go out concurrently (a thread pool of `concurrency`), each
-with a timeout and retries with exponential backoff on timeouts, connection errors, 429
-and 5xx answers.
+bytes: the server resizes it with the checkpoint's image processor). The episode engine
+awaits `act_async(state)` for each episode step (`agent.engine.policy_service.
+ConcurrentPolicy`); `act(states)` / `answer(prompts)` send a batch concurrently for
+synchronous callers (the grounding runner, scripts). At most `concurrency` requests are in
+flight at once either way.
+
+The SDK's async client belongs to one event loop, and this policy is called both from the
+engine's loop and from plain threads, so the client lives on an event loop of its own, on
+one thread the policy starts when first used (again after a fork).
 
 Token-level records: `logprobs` are requested and recorded when the server returns them.
 With `token_ids=True` (default) the vLLM extensions `return_token_ids` (prompt and
 response token ids) and `return_tokens_as_token_ids` (logprob entries named
-"token_id:N") are requested too, so RL exports get the ids as generated. Servers that
-reject unknown fields: pass `token_ids=False`.
+"token_id:N") are requested too (through `extra_body`, with the other fields the OpenAI
+API does not define), so RL exports get the ids as generated. Servers that reject unknown
+fields: pass `token_ids=False`.
 
 The API key is read from the environment variable named by `api_key_env` (default
-OPENAI_API_KEY) and is never logged; without it no Authorization header is sent.
+OPENAI_API_KEY) and is never logged; without it the SDK sends vLLM's placeholder "EMPTY"
+(a server started without --api-key ignores it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import http.client
+import concurrent.futures
 import io
 import json
 import logging
 import os
-import random
-import socket
+import threading
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
+import openai
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,12 +67,22 @@ from policies.registry import PolicyUnavailable
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 VLLM_HINT = (
     "start one, e.g. `vllm serve Qwen/Qwen3-VL-8B-Instruct --port 8000 "
     "--limit-mm-per-prompt.video 0` or `python -m sglang.launch_server --model-path "
     "Qwen/Qwen3-VL-8B-Instruct --port 30000`, and pass its URL with --base-url "
     "(e.g. http://127.0.0.1:8000/v1)"
 )
+NO_API_KEY = "EMPTY"  # what vLLM's docs pass when the server has no --api-key
+# Request fields the SDK's chat.completions.create() takes by name; every other field of
+# request_body() (top_k, repetition_penalty, vLLM/SGLang extensions) goes in extra_body.
+SDK_FIELDS = frozenset({
+    "model", "messages", "max_tokens", "temperature", "top_p", "presence_penalty",
+    "seed", "logprobs", "top_logprobs", "stream",
+})
+RETRIED_STATUS = frozenset({408, 409, 429})  # and every 5xx: what the SDK retries
 
 
 class ServerError(PolicyUnavailable):
@@ -76,10 +97,6 @@ class ModelNotServed(ServerError):
     """The server does not serve the requested model name."""
 
 
-class _Retryable(Exception):
-    """A failure worth another try (timeout, connection error, 429, 5xx)."""
-
-
 class OpenAICompatOptions(BaseModel):
     """Options of the OpenAI-compatible policy (the CLI's `--policy openai` flags).
 
@@ -87,7 +104,8 @@ class OpenAICompatOptions(BaseModel):
     model: the served model name (vLLM: the path or --served-model-name).
     api_key_env: environment variable holding the API key (never logged).
     timeout_s: per-request timeout in seconds; max_retries: extra tries after a retryable
-    failure, waiting backoff_s * 2**attempt (plus up to 10 % jitter) between them.
+    failure (the SDK's backoff: 0.5 s doubling up to 8 s, less up to 25 % jitter, or the
+    server's Retry-After).
     concurrency: requests in flight at once across the episodes of one act() call.
     dialect: how the model writes coordinates (qwen3 for Qwen3-VL, qwen25 for Qwen2.5-VL;
     the latter also needs the server's image budget min_pixels/max_pixels, defaulting to
@@ -95,14 +113,13 @@ class OpenAICompatOptions(BaseModel):
     check_model: ask /v1/models at construction and fail early on a wrong name.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0)
-    backoff_s: float = Field(1.0, ge=0)
     concurrency: int = Field(8, ge=1)
     max_new_tokens: int | None = Field(None, ge=1)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
@@ -159,14 +176,30 @@ def to_openai_messages(prompt: BuiltPrompt,
     return out
 
 
+class _LoopThread:
+    """An event loop running on a daemon thread of its own (where the SDK client lives)."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
 class OpenAICompatPolicy:
-    """Qwen-VL behind an OpenAI-compatible server; concurrent requests per act()."""
+    """Qwen-VL behind an OpenAI-compatible server; concurrent requests (see module doc)."""
 
     def __init__(self, options: OpenAICompatOptions):
         self.options = options
         self.base_url = options.base_url.rstrip("/")
         self.name = options.name or f"openai:{options.model}"
-        self._api_key = os.environ.get(options.api_key_env) or None
         profile = get_profile(options.prompt_profile or DEFAULT_PROFILE)
         is_qwen25 = options.dialect is Dialect.QWEN25
         budget = ImageBudget()
@@ -190,8 +223,11 @@ class OpenAICompatPolicy:
         # another pixel budget would otherwise see (and answer about) a different image.
         self.resize_images = (options.resize_images if options.resize_images is not None
                               else is_qwen25 or profile.image_max_pixels is not None)
-        self._pool = ThreadPoolExecutor(max_workers=options.concurrency,
-                                        thread_name_prefix="cua-openai")
+        self._io: _LoopThread | None = None
+        self._io_pid = 0
+        self._io_lock = threading.Lock()
+        self._client: openai.AsyncOpenAI | None = None
+        self._in_flight: asyncio.Semaphore | None = None
         if options.check_model:
             self.check_model()
 
@@ -200,70 +236,78 @@ class OpenAICompatPolicy:
         """Build from flat CLI-style options (sampling keys folded as for qwen3vl)."""
         return cls(OpenAICompatOptions(**fold_sampling_options(options)))
 
-    # -- HTTP
+    # -- the client and its event loop
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None,
-                 timeout_s: float) -> dict[str, Any]:
-        """One HTTP exchange. Raises _Retryable, ServerUnreachable or ServerError."""
-        url = self.base_url + path
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if self._api_key:
-            request.add_header("Authorization", f"Bearer {self._api_key}")
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run `coroutine` on the client's event loop (started on first use, and again in
+        a forked child, where the parent's thread does not exist)."""
+        with self._io_lock:
+            if self._io is None or self._io_pid != os.getpid():
+                self._io, self._io_pid = _LoopThread("cua-openai"), os.getpid()
+                self._client = self._in_flight = None
+            io_thread = self._io
+        return io_thread.submit(coroutine)
+
+    def _sdk(self) -> openai.AsyncOpenAI:
+        """The SDK client (made on, and used only from, the client's event loop)."""
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=os.environ.get(self.options.api_key_env) or NO_API_KEY,
+                timeout=self.options.timeout_s, max_retries=self.options.max_retries,
+                http_client=openai.DefaultAsyncHttpxClient(
+                    event_hooks={"response": [self._log_retried_answer]}))
+            self._in_flight = asyncio.Semaphore(self.options.concurrency)
+        return self._client
+
+    async def _log_retried_answer(self, response: Any) -> None:
+        """Say why the SDK is about to retry (it logs only that it does, at INFO)."""
+        if response.status_code in RETRIED_STATUS or response.status_code >= 500:
+            await response.aread()
+            logger.warning("HTTP %d from %s: %s", response.status_code, response.request.url,
+                           _detail(_json_or_text(response)))
+
+    # -- errors
+
+    def _failure(self, exc: Exception) -> ServerError:
+        """The SDK's exception as one of ours, with a message that says what to do."""
+        url = str(getattr(getattr(exc, "request", None), "url", self.base_url))
+        tries = self.options.max_retries + 1
+        retried = f"giving up after {tries} attempts: " if tries > 1 else ""
+        if isinstance(exc, openai.APITimeoutError):
+            return ServerError(f"{retried}timed out after {self.options.timeout_s:g} s "
+                               f"waiting for {url}")
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return ServerUnreachable(f"{retried}no chat-completions server answers at "
+                                     f"{self.base_url} ({cause}); " + VLLM_HINT)
+        if isinstance(exc, openai.APIStatusError):
+            detail = _detail(exc.body) if exc.body is not None else exc.message
+            code = exc.status_code
+            if code == 401:
+                return ServerError(f"HTTP 401 from {url}: {detail} (set the API key in "
+                                   f"${self.options.api_key_env})")
+            if code in RETRIED_STATUS or code >= 500:
+                return ServerError(f"{retried}HTTP {code} from {url}: {detail}")
+            return ServerError(f"HTTP {code} from {url}: {detail}")
+        if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
+            return ServerError(f"{url} answered with something that is not JSON: {exc}")
+        return ServerError(f"request to {url} failed: {type(exc).__name__}: {exc}")
+
+    async def _served_models(self) -> list[str]:
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                return json.loads(response.read().decode())
-        except urllib.error.HTTPError as exc:
-            detail = _error_message(exc)
-            if exc.code in (408, 429) or exc.code >= 500:
-                raise _Retryable(f"HTTP {exc.code} from {url}: {detail}") from exc
-            if exc.code == 404 and "model" in detail.lower():
-                raise ModelNotServed(self._wrong_model_message(detail)) from exc
-            if exc.code == 401:
-                raise ServerError(f"HTTP 401 from {url}: {detail} (set the API key in "
-                                  f"${self.options.api_key_env})") from exc
-            raise ServerError(f"HTTP {exc.code} from {url}: {detail}") from exc
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ConnectionRefusedError | socket.gaierror | FileNotFoundError):
-                raise ServerUnreachable(
-                    f"no chat-completions server answers at {self.base_url} ({reason}); "
-                    + VLLM_HINT) from exc
-            if isinstance(reason, TimeoutError):
-                raise _Retryable(f"timed out after {timeout_s:g} s waiting for {url}") from exc
-            raise _Retryable(f"cannot reach {url}: {reason}") from exc
-        except TimeoutError as exc:
-            raise _Retryable(f"timed out after {timeout_s:g} s waiting for {url}") from exc
-        except (ConnectionError, http.client.HTTPException) as exc:
-            raise _Retryable(f"connection to {url} failed: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise ServerError(f"{url} answered with something that is not JSON: {exc}") from exc
-
-    def _with_retries(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        last: Exception | None = None
-        for attempt in range(self.options.max_retries + 1):
-            try:
-                return self._request(method, path, body, self.options.timeout_s)
-            except _Retryable as exc:
-                last = exc
-                if attempt == self.options.max_retries:
-                    break
-                delay = self.options.backoff_s * (2 ** attempt)
-                delay += random.uniform(0, delay * 0.1)
-                logger.warning("%s (attempt %d of %d); retrying in %.1f s", exc, attempt + 1,
-                               self.options.max_retries + 1, delay)
-                time.sleep(delay)  # backoff between retries, not synchronisation
-        raise ServerError(f"giving up after {self.options.max_retries + 1} attempts: {last}")
+            page = await self._sdk().models.list()
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise self._failure(exc) from exc
+        return [model.id for model in page.data]
 
     def served_models(self) -> list[str]:
         """The model names the server lists at /v1/models."""
-        answer = self._with_retries("GET", "/models", None)
-        return [m.get("id", "?") for m in answer.get("data", [])]
+        return self._run(self._served_models()).result()
 
-    def _wrong_model_message(self, detail: str = "") -> str:
+    async def _wrong_model_message(self, detail: str = "") -> str:
         try:
-            served = ", ".join(self.served_models()) or "(none)"
+            served = ", ".join(await self._served_models()) or "(none)"
         except ServerError as exc:
             served = f"(could not list them: {exc})"
         extra = f" ({detail})" if detail else ""
@@ -281,7 +325,7 @@ class OpenAICompatPolicy:
     # -- requests
 
     def request_body(self, prompt: BuiltPrompt) -> dict[str, Any]:
-        """The chat-completions request for one prompt."""
+        """The chat-completions request for one prompt, as it goes on the wire."""
         sampling = self.options.sampling
         body: dict[str, Any] = {
             "model": self.options.model,
@@ -311,16 +355,37 @@ class OpenAICompatPolicy:
             body["return_tokens_as_token_ids"] = True
         return body
 
-    def _one(self, prompt: BuiltPrompt) -> PolicyOutput:
-        started = time.monotonic()
+    async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST the body through the SDK; the answer as a dict, server extensions kept."""
+        named = {key: value for key, value in body.items() if key in SDK_FIELDS}
+        extra = {key: value for key, value in body.items() if key not in SDK_FIELDS}
         try:
-            answer = self._with_retries("POST", "/chat/completions", self.request_body(prompt))
-        except ServerError as exc:
-            logger.warning("policy %s: %s", self.name, exc)
-            return PolicyOutput(raw_text="", messages=prompt.record_messages(),
-                                images=list(prompt.images), error=str(exc),
-                                latency_s=time.monotonic() - started, model=self.options.model)
-        latency_s = time.monotonic() - started
+            completion = await self._sdk().chat.completions.create(
+                **named, extra_body=extra or None)
+        except openai.NotFoundError as exc:
+            detail = _detail(exc.body) if exc.body is not None else exc.message
+            if "model" in detail.lower():
+                raise ModelNotServed(await self._wrong_model_message(detail)) from exc
+            raise self._failure(exc) from exc
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise self._failure(exc) from exc
+        return completion.model_dump(exclude_unset=True)
+
+    async def _one(self, prompt: BuiltPrompt) -> PolicyOutput:
+        self._sdk()
+        assert self._in_flight is not None
+        async with self._in_flight:
+            started = time.monotonic()
+            try:
+                body = await asyncio.to_thread(self.request_body, prompt)  # PNGs, base64
+                answer = await self._create(body)
+            except ServerError as exc:
+                logger.warning("policy %s: %s", self.name, exc)
+                return PolicyOutput(raw_text="", messages=prompt.record_messages(),
+                                    images=list(prompt.images), error=str(exc),
+                                    latency_s=time.monotonic() - started,
+                                    model=self.options.model)
+            latency_s = time.monotonic() - started
         return self._output(answer, prompt, latency_s)
 
     def _output(self, answer: dict[str, Any], prompt: BuiltPrompt, latency_s: float) -> PolicyOutput:
@@ -362,6 +427,15 @@ class OpenAICompatPolicy:
             finish_reason=choice.get("finish_reason"),
         )
 
+    async def _answer_all(self, prompts: list[BuiltPrompt]) -> list[PolicyOutput]:
+        return list(await asyncio.gather(*(self._one(prompt) for prompt in prompts)))
+
+    async def act_async(self, state: EpisodeState) -> PolicyOutput:
+        """One episode step, awaited from any event loop (the engine's): the request runs
+        on the client's loop. A failed request gives an output with `error` set."""
+        prompt = await asyncio.to_thread(build_prompt, state, self.prompt_config)
+        return await asyncio.wrap_future(self._run(self._one(prompt)))
+
     def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
         """Concurrent requests, one per state; a failed request gives an output with
         `error` set (after retries) instead of raising."""
@@ -370,18 +444,31 @@ class OpenAICompatPolicy:
     def answer(self, prompts: list[BuiltPrompt]) -> list[PolicyOutput]:
         """Concurrent requests for prompts built elsewhere (e.g. a grounding profile,
         policies.grounding), as act() does for episode states."""
-        return list(self._pool.map(self._one, prompts))
+        return self._run(self._answer_all(prompts)).result()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Close the SDK client and stop its event loop (a later call starts them again)."""
+        with self._io_lock:
+            io_thread, self._io = self._io, None
+        if io_thread is None or self._io_pid != os.getpid():
+            return
+        client, self._client, self._in_flight = self._client, None, None
+        if client is not None:
+            io_thread.submit(client.close()).result()
+        io_thread.stop()
 
 
-def _error_message(exc: urllib.error.HTTPError) -> str:
+def _json_or_text(response: Any) -> Any:
     try:
-        payload = json.loads(exc.read().decode() or "{}")
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return exc.reason if isinstance(exc.reason, str) else str(exc)
-    error = payload.get("error", payload)
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text
+
+
+def _detail(body: Any) -> str:
+    """The message of an OpenAI-style error body ({"error": {"message": ...}} or the
+    error object itself, as the SDK keeps it)."""
+    error = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(error, dict):
         return str(error.get("message") or error)
     return str(error)

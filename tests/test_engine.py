@@ -267,6 +267,43 @@ def test_concurrent_policy_sends_requests_at_once():
     assert [r.terminated_by for r in report.results] == ["terminate"] * 3
 
 
+def test_concurrent_policy_awaits_act_async_on_the_engine_loop_within_its_cap():
+    """A policy with act_async (the openai SDK client) is awaited, not run on threads;
+    at most max_concurrency of its calls are in flight."""
+    in_flight, most = 0, 0
+    two_in_flight: list[asyncio.Event] = []
+
+    class _AsyncServer:
+        name = "async-server"
+
+        def act(self, states):
+            raise AssertionError("the engine must await act_async, not call act on a thread")
+
+        async def act_async(self, state):
+            nonlocal in_flight, most
+            assert threading.current_thread() is threading.main_thread()
+            if not two_in_flight:
+                two_in_flight.append(asyncio.Event())
+            in_flight += 1
+            most = max(most, in_flight)
+            if in_flight == 2:
+                two_in_flight[0].set()
+            # the first two requests are in flight together, or this times out
+            await asyncio.wait_for(two_in_flight[0].wait(), GATE_TIMEOUT_S)
+            await asyncio.sleep(0)  # let more requests start, if the cap allowed them
+            in_flight -= 1
+            return PolicyOutput(raw_text="", actions=[TERMINATE])
+
+        def close(self):
+            return None
+
+    specs = [EpisodeSpec(task(f"t{i}"), f"t{i}") for i in range(4)]
+    service = ConcurrentPolicy(_AsyncServer(), max_concurrency=2)
+    report = _run(_hosts([ScriptedEnv() for _ in range(4)]), service, specs)
+    assert [r.terminated_by for r in report.results] == ["terminate"] * 4
+    assert most == 2 and service.batch_sizes == [1] * 4
+
+
 RESUME_SCRIPT = """
 import io, sys
 from conftest_workers import WorkerSuite

@@ -187,7 +187,7 @@ def fake_chat_server():
 
 def _openai(server, **extra) -> dict:
     return {"base_url": server.base_url, "model": "fake", "timeout_s": 1.0, "max_retries": 1,
-            "backoff_s": 0.01, **extra}
+            **extra}
 
 
 def test_policy_server_500s_then_timeouts_then_recovery(tmp_path, fake_chat_server):

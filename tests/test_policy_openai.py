@@ -73,7 +73,7 @@ def test_retries_after_server_errors(chat_server: str, caplog) -> None:
     base_url = chat_server
     set_faults(base_url, fail_next=2)
     policy = OpenAICompatPolicy.from_options(base_url=base_url, model="tiny", greedy=True,
-                                             max_new_tokens=4, max_retries=3, backoff_s=0.05)
+                                             max_new_tokens=4, max_retries=3)
     with caplog.at_level(logging.WARNING):
         out = policy.act([episode_state()])[0]
     assert out.error is None and out.response_token_ids
@@ -84,8 +84,7 @@ def test_gives_up_with_an_error_output_after_timeouts(chat_server: str) -> None:
     base_url = chat_server
     set_faults(base_url, delay_s=3.0)
     policy = OpenAICompatPolicy.from_options(base_url=base_url, model="tiny", greedy=True,
-                                             max_new_tokens=4, timeout_s=0.5, max_retries=1,
-                                             backoff_s=0.05)
+                                             max_new_tokens=4, timeout_s=0.5, max_retries=1)
     started = time.monotonic()
     out = policy.act([episode_state()])[0]
     assert time.monotonic() - started < 3.0
@@ -129,3 +128,8 @@ def test_server_side_tool_and_reasoning_parsers_are_undone(chat_server: str) -> 
     assert (out.actions[0].x, out.actions[0].y) == (80, 105)
     assert out.response_token_ids == [7, 9] and out.response_logprobs == [-0.5, -0.25]
     assert out.prompt_token_ids is None and out.prompt_tokens == 5
+
+
+def test_a_misspelt_option_is_an_error_not_ignored() -> None:
+    with pytest.raises(ValueError, match="backoff_s"):
+        OpenAICompatPolicy.from_options(model="m", backoff_s=0.5, check_model=False)

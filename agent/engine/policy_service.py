@@ -10,8 +10,9 @@ how requests reach the model is the service's business:
   request (or after the previous batch came back, whichever is later). While a batch
   runs, new requests gather for the next one: continuous batching.
 - `ConcurrentPolicy` (a served model, e.g. vLLM/SGLang behind `OpenAICompatPolicy`): each
-  request is its own ``policy.act([state])`` call, up to `max_concurrency` at once; the
-  server batches.
+  request is its own call, up to `max_concurrency` at once; the server batches. A policy
+  with ``async act_async(state)`` (the `openai` SDK client) is awaited on the engine's
+  loop; any other policy gets ``policy.act([state])`` on a thread.
 - `ExpertPolicy` (scripted experts): the expert that lives beside each environment
   answers at once through its host (`EnvironmentHost.expert_act`).
 
@@ -25,7 +26,7 @@ import concurrent.futures
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from actions.contracts import EpisodeState, Policy, PolicyOutput
@@ -194,8 +195,9 @@ class BatchingPolicy:
 
 
 class ConcurrentPolicy:
-    """One ``policy.act([state])`` call per request, up to `max_concurrency` at once
-    (a served model batches them itself)."""
+    """One request per episode step, up to `max_concurrency` at once (a served model
+    batches them itself): ``await policy.act_async(state)`` where the policy has it,
+    else ``policy.act([state])`` on a thread."""
 
     def __init__(self, policy: Policy, *, max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
         if max_concurrency < 1:
@@ -203,6 +205,10 @@ class ConcurrentPolicy:
         self.policy = policy
         self.name = policy_name(policy)
         self.batch_sizes: list[int] = []
+        self.max_concurrency = max_concurrency
+        self._act_async: Callable[[EpisodeState], Awaitable[PolicyOutput]] | None = getattr(
+            policy, "act_async", None)
+        self._in_flight: asyncio.Semaphore | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_concurrency, thread_name_prefix="cua-policy")
 
@@ -211,9 +217,14 @@ class ConcurrentPolicy:
 
     async def act(self, state: EpisodeState, host: EnvironmentHost) -> PolicyOutput:
         self.batch_sizes.append(1)
-        outputs = await asyncio.get_running_loop().run_in_executor(
-            self._executor, _checked, self.policy, [state])
-        return outputs[0]
+        if self._act_async is None:
+            outputs = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _checked, self.policy, [state])
+            return outputs[0]
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(self.max_concurrency)
+        async with self._in_flight:
+            return await self._act_async(state)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False)

@@ -599,7 +599,7 @@ def build_streams(root: Path, scale: float, chat: ChatServerProcess, adb: AdbSer
         Stream("miniwob-tiny", "miniwob", miniwob_tasks[:4], count(10), 1, root / "miniwob-tiny",
                ["--policy", "openai", "--base-url", chat.base_url, "--model", "tiny",
                 "--max-steps", "2", "--policy-option", f"timeout_s={POLICY_TIMEOUT_S}",
-                "--policy-option", "max_retries=1", "--policy-option", "backoff_s=0.5",
+                "--policy-option", "max_retries=1",
                 "--policy-option", "max_new_tokens=24"]),
         Stream("android-oracle", "android", android_tasks, count(8), 1, root / "android-oracle",
                ["--suite-option", f"adb_port={adb.port}"]),
