@@ -201,6 +201,7 @@ class OpenAICompatPolicy:
         self.base_url = options.base_url.rstrip("/")
         self.name = options.name or f"openai:{options.model}"
         profile = get_profile(options.prompt_profile or DEFAULT_PROFILE)
+        self.profile = profile
         is_qwen25 = options.dialect is Dialect.QWEN25
         budget = ImageBudget()
         if is_qwen25:
@@ -326,23 +327,16 @@ class OpenAICompatPolicy:
 
     def request_body(self, prompt: BuiltPrompt) -> dict[str, Any]:
         """The chat-completions request for one prompt, as it goes on the wire."""
-        sampling = self.options.sampling
         body: dict[str, Any] = {
             "model": self.options.model,
             "messages": to_openai_messages(
                 prompt, self.prompt_config.image_budget if self.resize_images else None),
             "max_tokens": self.max_new_tokens,
-            "temperature": 0.0 if not sampling.do_sample else sampling.temperature,
-            "top_p": 1.0 if not sampling.do_sample else sampling.top_p,
-            "presence_penalty": sampling.presence_penalty,
+            # A reference profile sends only the sampling its reference sends (none of
+            # them sends any) plus what was set explicitly (an option, a named preset).
+            **self.options.sampling.request_fields(everything=self.profile.sends_sampling),
             "stream": False,
         }
-        if sampling.do_sample and sampling.top_k > 0:
-            body["top_k"] = sampling.top_k
-        if sampling.repetition_penalty != 1.0:
-            body["repetition_penalty"] = sampling.repetition_penalty
-        if sampling.seed is not None:
-            body["seed"] = sampling.seed
         if self.options.logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = 0

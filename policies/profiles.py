@@ -404,6 +404,10 @@ class PromptProfile:
     default_for: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     answer_format: str = "thought"  # "thought" | "thought_action" | "action"
+    # Whether requests carry every sampling setting (qwen-cua's own profile) or only the
+    # explicitly set ones: the references send none (OSWorld's qwen3vl_agent.py has
+    # temperature/top_p commented out, the cookbooks and GUI-Owl pass model + messages).
+    sends_sampling: bool = False
 
     def expert_answer(self, thought: str, actions: Sequence[Any], calls_text: str) -> str:
         """The assistant text for an expert step in this profile's response format:
@@ -466,7 +470,7 @@ PROFILES: dict[str, PromptProfile] = {p.name: p for p in (
         system_head="You are a helpful assistant.\n\n",
         tool=_table_tool(COMPUTER_USE, MOBILE_USE),
         instruction_text=_instruction_qwen_cua,
-        history_images=2, replay_feedback=True,
+        history_images=2, replay_feedback=True, sends_sampling=True,
     ),
     PromptProfile(
         name="qwen3-computer-use",

@@ -158,6 +158,77 @@ class SamplingParams(BaseModel):
     def do_sample(self) -> bool:
         return not self.greedy and self.temperature > 0
 
+    def request_fields(self, everything: bool) -> dict[str, Any]:
+        """The sampling fields of an OpenAI-style request body. `everything`: every field
+        (qwen-cua's own profile); otherwise only those set explicitly (an option or a
+        named preset), so that a reference profile sends what its reference sends and
+        the server's own generation defaults apply to the rest."""
+        chosen = set(type(self).model_fields) if everything else set(self.model_fields_set)
+        fields: dict[str, Any] = {}
+        if chosen & {"greedy", "temperature"}:
+            fields["temperature"] = 0.0 if not self.do_sample else self.temperature
+        if chosen & {"greedy", "top_p"}:
+            fields["top_p"] = 1.0 if not self.do_sample else self.top_p
+        if "top_k" in chosen and self.do_sample and self.top_k > 0:
+            fields["top_k"] = self.top_k
+        if "presence_penalty" in chosen:
+            fields["presence_penalty"] = self.presence_penalty
+        if "repetition_penalty" in chosen and self.repetition_penalty != 1.0:
+            fields["repetition_penalty"] = self.repetition_penalty
+        if self.seed is not None:
+            fields["seed"] = self.seed
+        return fields
+
+
+class UnknownSamplingPreset(ValueError):
+    """A sampling preset that does not exist, or has no setting for this model."""
+
+
+# The Qwen3-VL Technical Report's evaluation sampling (its text-centric evaluation
+# section; ../shared/published-results.md): per model size and variant. The report states
+# no sampling for the GUI-agent rows, and the translation is cut off for the dense
+# Thinking models, so those have none here.
+REPORT_SAMPLING: dict[tuple[str, str], dict[str, float | int]] = {
+    **{(size, "instruct"): {"temperature": 0.7, "top_p": 0.8, "top_k": 20,
+                            "presence_penalty": 1.5} for size in ("235b", "32b", "30b")},
+    **{(size, "instruct"): {"temperature": 1.0, "top_p": 1.0, "top_k": 40,
+                            "presence_penalty": 2.0} for size in ("8b", "4b", "2b")},
+    **{(size, "thinking"): {"temperature": 0.6, "top_p": 0.95, "top_k": 20}
+       for size in ("235b", "30b")},
+}
+SAMPLING_PRESETS = ("qwen3vl-report",)
+
+
+def preset_sampling(preset: str, model: str | None) -> dict[str, float | int]:
+    """The sampling a named preset gives `model` (a hub id or a checkpoint path naming
+    its size: Qwen3-VL-8B-Instruct, Qwen3-VL-30B-A3B-Thinking, ...)."""
+    if preset not in SAMPLING_PRESETS:
+        raise UnknownSamplingPreset(
+            f"unknown sampling preset {preset!r}; presets: {', '.join(SAMPLING_PRESETS)}")
+    name = (model or "").lower()
+    size = re.search(r"(?<![\d.])(235|32|30|8|4|2)b", name)
+    variant = "thinking" if "thinking" in name else "instruct"
+    if size is None:
+        raise UnknownSamplingPreset(
+            f"sampling preset {preset!r} is chosen by model size, and {model!r} names none "
+            "(2B, 4B, 8B, 30B-A3B, 32B or 235B-A22B)")
+    values = REPORT_SAMPLING.get((size.group(1) + "b", variant))
+    if values is None:
+        raise UnknownSamplingPreset(
+            f"the Qwen3-VL report gives no sampling for {size.group(1).upper()}B {variant} "
+            "models: set temperature / top_p / top_k explicitly")
+    return dict(values)
+
+
+def apply_sampling_preset(options: dict[str, Any]) -> dict[str, Any]:
+    """Flat policy options with `sampling_preset` expanded into explicit sampling keys
+    (keys given explicitly win); the preset's name is kept."""
+    preset = options.get("sampling_preset")
+    if preset is None:
+        return options
+    values = preset_sampling(str(preset), options.get("model"))
+    return {**values, **options}
+
 
 
 
@@ -381,5 +452,6 @@ def prompt_config_for(options: BaseModel, image_budget: ImageBudget,
 __all__ = [
     "THINKING_MAX_NEW_TOKENS", "generation_budget", "is_thinking_checkpoint",
     "prompt_config_for", "DEFAULT_SYSTEM_PROMPT", "BuiltPrompt", "ImageBudget", "PromptConfig", "SamplingParams",
+    "SAMPLING_PRESETS", "UnknownSamplingPreset", "apply_sampling_preset", "preset_sampling",
     "build_prompt", "parse_output", "png_sha256", "strip_think", "system_text",
 ]

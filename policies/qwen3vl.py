@@ -40,6 +40,7 @@ from policies.prompting import (
     ImageBudget,
     PromptConfig,
     SamplingParams,
+    apply_sampling_preset,
     build_prompt,
     generation_budget,
     is_thinking_checkpoint,
@@ -515,7 +516,8 @@ class Qwen3VLPolicy:
 def fold_sampling_options(options: dict[str, Any]) -> dict[str, Any]:
     """Flat options -> options with a `sampling` SamplingParams (greedy=True picks
     SamplingParams.greedy_decoding); keys whose value is None are dropped."""
-    options = {k: v for k, v in options.items() if v is not None}
+    options = apply_sampling_preset({k: v for k, v in options.items() if v is not None})
+    options.pop("sampling_preset", None)
     sampling_args = {k: options.pop(k) for k in list(options) if k in SamplingParams.model_fields}
     if "sampling" not in options:
         greedy = bool(sampling_args.pop("greedy", False))

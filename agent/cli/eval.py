@@ -74,7 +74,13 @@ def policy_options_from(model: str | None, base_url: str | None, dialect: str | 
             options["prompt_profile"] = get_profile(str(options["prompt_profile"])).name
         except UnknownProfile as exc:
             raise typer.BadParameter(str(exc), param_hint="--prompt-profile") from None
-    return options
+    # A named sampling preset is expanded here, so the manifest records the values sent.
+    from policies.prompting import UnknownSamplingPreset, apply_sampling_preset
+
+    try:
+        return apply_sampling_preset(options)
+    except UnknownSamplingPreset as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy-option sampling_preset") from None
 
 
 def prompt_profile_help() -> str:
