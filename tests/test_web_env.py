@@ -258,15 +258,22 @@ def test_fixed_sleep_mode_waits_exactly_that_long(web_env, site):  # noqa: F811
         web_env.config = settling
 
 
-def test_environments_on_one_thread_share_the_driver_but_not_the_browser(web_env, site):  # noqa: F811
+def test_environments_share_the_browser_but_not_the_context(web_env, site):  # noqa: F811
     web_env.reset(web_task(f"{site}/events.html"))
-    with WebEnvironment(web_env.config) as second:
-        second.reset(web_task(f"{site}/plain.html"))
-        assert second.browser_pid != web_env.browser_pid
-        assert second.step(Click(x=5, y=5)).url == f"{site}/plain.html"
+    web_env.page.evaluate("() => { localStorage.setItem('who', 'first');"
+                          " document.cookie = 'who=first'; }")
+    with WebEnvironment(web_env.config.model_copy(
+            update={"viewport": Size(width=200, height=100)})) as second:
+        obs = second.reset(web_task(f"{site}/events.html"))
+        assert second.browser_pid == web_env.browser_pid  # one Chromium ...
+        assert obs.screenshot_size == Size(width=200, height=100)  # ... a context each
+        assert second.page.evaluate("() => [localStorage.getItem('who'), document.cookie]") \
+            == [None, ""]
+        assert second.step(Click(x=5, y=5)).url == f"{site}/events.html"
         assert web_env.step(Click(x=37, y=82)).url == f"{site}/events.html"
-    # closing the second environment leaves the first one working
+    # closing the second environment leaves the first one (and the browser) working
     assert web_env.step(Click(x=37, y=82)).action_error is None
+    assert web_env.page.evaluate("() => localStorage.getItem('who')") == "first"
 
 
 def test_observation_can_carry_the_accessibility_tree(web_env, site):  # noqa: F811

@@ -124,6 +124,7 @@ class EnvironmentPool:
         self.leases: dict[str, _Slot] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()  # lease id -> why it ended
         self.reclaimed = 0
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self._lock = asyncio.Lock()
         self._next_index = 0
 
@@ -160,7 +161,9 @@ class EnvironmentPool:
             why = self.ended.get(lease_id)
             raise ServiceError(404, ErrorCode.UNKNOWN_LEASE,
                                f"lease {lease_id} {why}" if why else
-                               f"no lease {lease_id} on this service (lease one: POST /leases)")
+                               f"no lease {lease_id} on this service (up since "
+                               f"{self.started_at}: a lease from before a restart is gone; "
+                               "lease one: POST /leases)")
         return slot
 
     def release(self, lease_id: str) -> None:
@@ -311,6 +314,7 @@ def _evaluate(slot: _Slot) -> EvaluateReply:
 
 def _error_response(status: int, code: ErrorCode, detail: str,
                     headers: dict[str, str] | None = None) -> JSONResponse:
+    detail = " ".join(detail.split())  # one line, whatever the exception said
     return JSONResponse(ErrorReply(error=code, detail=detail).model_dump(mode="json"),
                         status_code=status, headers=headers)
 
@@ -351,10 +355,14 @@ def _parse(model: Any, body: bytes, what: str) -> Any:
             return model.model_validate_json(body)
         return model.validate_json(body)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ServiceError(422, ErrorCode.BAD_REQUEST, f"invalid {what}: {problems}") from None
+        raise ServiceError(422, ErrorCode.BAD_REQUEST,
+                           f"invalid {what}: {_problems(exc.errors())}") from None
+
+
+def _problems(errors: Any) -> str:
+    """Pydantic's validation errors in one line: 'field.path: message; ...'."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                     for e in errors)
 
 
 def create_app(config: ServiceConfig, suite: Any = None) -> FastAPI:
@@ -403,7 +411,8 @@ def create_app(config: ServiceConfig, suite: Any = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(422, ErrorCode.BAD_REQUEST, str(exc.errors()))
+        return _error_response(422, ErrorCode.BAD_REQUEST,
+                               f"invalid request: {_problems(exc.errors())}")
 
     @app.exception_handler(Exception)
     async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
@@ -419,7 +428,12 @@ def create_app(config: ServiceConfig, suite: Any = None) -> FastAPI:
                       reclaimed_leases=pool.reclaimed)
 
     @app.post("/leases", status_code=201, dependencies=auth)
-    async def lease() -> LeaseInfo:
+    async def lease(request: Request) -> LeaseInfo:
+        body = (await request.body()).strip()
+        if body and body != b"{}":  # a lease takes no options: refuse rather than ignore
+            raise ServiceError(422, ErrorCode.BAD_REQUEST, "invalid lease request: POST "
+                               "/leases takes no body (or {}); got "
+                               f"{body[:40].decode(errors='replace')!r}")
         slot = await pool.lease()
         assert slot.lease_id is not None
         return LeaseInfo(lease_id=slot.lease_id, suite=config.suite, platform=suite.platform,
@@ -427,6 +441,7 @@ def create_app(config: ServiceConfig, suite: Any = None) -> FastAPI:
 
     @app.post("/leases/{lease_id}/reset", dependencies=auth)
     async def reset(lease_id: str, request: Request) -> ResetReply:
+        pool.get(lease_id)  # an unknown lease is 404, whatever the body says
         wanted = _parse(ResetRequest, await request.body(), "reset request")
         try:
             task = suite.make_task(wanted.task_id, wanted.seed,
@@ -438,11 +453,13 @@ def create_app(config: ServiceConfig, suite: Any = None) -> FastAPI:
 
     @app.post("/leases/{lease_id}/step", dependencies=auth)
     async def step(lease_id: str, request: Request) -> ObservationMeta:
+        pool.get(lease_id)
         action = _parse(ActionAdapter, await request.body(), "action")
         return await pool.call(lease_id, lambda slot: _step(slot, action), "step")
 
     @app.post("/leases/{lease_id}/notify_terminal", status_code=204, dependencies=auth)
     async def notify_terminal(lease_id: str, request: Request) -> Response:
+        pool.get(lease_id)
         action = _parse(ActionAdapter, await request.body(), "action")
         await pool.call(lease_id, lambda slot: _notify_terminal(slot, action), "notify_terminal")
         return Response(status_code=204)

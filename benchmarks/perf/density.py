@@ -1,0 +1,185 @@
+"""Environments at RL density: memory and throughput per platform at 1, 8, 32, 64 environments.
+
+Each setup runs in a child process of its own (so that its memory is its own) while this
+process samples the child's whole process tree (Python, the Playwright driver, every
+Chromium process) every 0.25 s and keeps the peak proportional set size (PSS: shared pages
+split between the processes that map them, so the sum is what the tree costs the machine).
+CPU utilisation is the tree's user+system CPU time (getrusage of the reaped child, which
+includes its reaped descendants) over wall time, in cores.
+
+Setups, side by side in one invocation:
+
+- layout ``shared`` (the default: environments of one process share Chromium, each in its
+  own context, `contexts_per_browser` per browser) and ``own`` (`contexts_per_browser=1`:
+  one browser per environment, as before issue 23; the Playwright driver is shared either
+  way);
+- policy ``oracle`` (the suite's scripted expert: an instant policy) and ``served`` (the
+  same expert answering after the simulated served policy of benchmarks/perf/engine.py:
+  a request takes 1.0 s + 0.03 s x requests in flight).
+
+Each environment runs `--episodes-per-env` MiniWoB episodes (click-test, click-button,
+enter-text, focus-text, in turn). env-steps/s counts environment steps (actions executed)
+from the first reset to the last result; the browser launches are inside that span.
+
+On a 2-core machine shared with other work the throughput figures are noisy (compare
+columns of one run, not runs); the memory figures are robust.
+
+    python -m benchmarks.perf.density                        # web, 1/8/32/64, both layouts
+    python -m benchmarks.perf.density --envs 1,8 --policies oracle --layouts shared
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+WEB_TASKS = ["click-test", "click-button", "enter-text", "focus-text"]
+LAYOUTS = {"shared": None, "own": 1}  # contexts_per_browser (None: the WebConfig default)
+
+
+def tree_pss_bytes(root: psutil.Process) -> int:
+    """PSS of `root` and all its descendants, bytes (processes that vanish are skipped)."""
+    total = 0
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for process in processes:
+        try:
+            total += process.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(setup: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run one setup in a child process; return its figures plus peak PSS and CPU."""
+    cpu_before = _cpu_s()
+    started = time.monotonic()
+    child = subprocess.Popen([sys.executable, "-m", "benchmarks.perf.density", "--child",
+                              json.dumps(setup)], stdout=subprocess.PIPE, text=True)
+    root = psutil.Process(child.pid)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, tree_pss_bytes(root))
+        if time.monotonic() - started > timeout_s:
+            child.kill()
+            break
+        time.sleep(0.25)  # the sampling period
+    out, _ = child.communicate()
+    wall_s = time.monotonic() - started
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    figures.update(setup, peak_pss_mib=peak / 2**20, process_wall_s=wall_s,
+                   cpu_cores=(_cpu_s() - cpu_before) / wall_s, exit=child.returncode)
+    return figures
+
+
+# --------------------------------------------------------------------------- the child
+
+
+async def _child(setup: dict[str, Any]) -> dict[str, Any]:
+    from agent.engine.episode import EpisodeSpec, LoopOptions, run_engine
+    from agent.engine.hosts import HostPool, ThreadHost
+    from agent.engine.policy_service import ExpertPolicy
+    from benchmarks.miniwob import MiniWoBSuite
+    from benchmarks.perf.engine import ExpertBehindServer, SimulatedServer
+
+    suite = MiniWoBSuite()
+    options: dict[str, Any] = {}
+    if setup["layout"] == "own":
+        options["contexts_per_browser"] = 1
+    elif setup.get("contexts_per_browser"):
+        options["contexts_per_browser"] = setup["contexts_per_browser"]
+    envs = setup["envs"]
+    specs = [EpisodeSpec(task=suite.make_task(WEB_TASKS[n % len(WEB_TASKS)], n),
+                         episode_id=f"e{n}") for n in range(envs * setup["episodes_per_env"])]
+    service: Any = (ExpertPolicy() if setup["policy"] == "oracle"
+                    else ExpertBehindServer(SimulatedServer(1.0, 0.03)))
+    pool = HostPool(envs, lambda i: ThreadHost.start(
+        i, lambda: suite.make_environment(**options), suite.make_expert))
+    started = time.monotonic()
+    try:
+        report = await run_engine(pool, service, specs, options=LoopOptions())
+    finally:
+        wall_s = time.monotonic() - started
+        await pool.close()
+        close = getattr(service, "close", None)
+        if close is not None:
+            await close()
+    results = [r for r in report.results if r is not None]
+    return {"episodes": len(results), "steps": sum(r.steps for r in results),
+            "succeeded": sum(bool(r.success) for r in results),
+            "errors": sum(r.error is not None for r in results), "wall_s": wall_s}
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def table(rows: list[dict[str, Any]]) -> Table:
+    out = Table(title="web (MiniWoB) environments: memory and throughput")
+    for column in ("envs", "layout", "policy", "peak PSS MiB", "PSS/env MiB", "env-steps/s",
+                   "env-steps/h", "CPU cores", "episodes ok/all", "errors"):
+        out.add_column(column, justify="right")
+    for row in rows:
+        steps_s = row.get("steps", 0) / row["wall_s"] if row.get("wall_s") else 0.0
+        out.add_row(str(row["envs"]), row["layout"], row["policy"], f"{row['peak_pss_mib']:.0f}",
+                    f"{row['peak_pss_mib'] / row['envs']:.0f}", f"{steps_s:.2f}",
+                    f"{steps_s * 3600:,.0f}", f"{row['cpu_cores']:.2f}",
+                    f"{row.get('succeeded', 0)}/{row.get('episodes', 0)}",
+                    str(row.get("errors", "?")))
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--envs", default="1,8,32,64")
+    parser.add_argument("--layouts", default="shared,own")
+    parser.add_argument("--policies", default="oracle,served")
+    parser.add_argument("--episodes-per-env", type=int, default=2)
+    parser.add_argument("--contexts-per-browser", type=int, default=None,
+                        help="for the shared layout (default: WebConfig's)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="per setup, seconds")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(asyncio.run(_child(json.loads(args.child)))))
+        return []
+    console = Console(width=160)
+    rows = []
+    for envs in (int(n) for n in args.envs.split(",")):
+        for policy in args.policies.split(","):
+            for layout in args.layouts.split(","):
+                setup = {"envs": envs, "layout": layout, "policy": policy,
+                         "episodes_per_env": args.episodes_per_env,
+                         "contexts_per_browser": args.contexts_per_browser}
+                console.print(f"[dim]{setup}[/dim]")
+                rows.append(measure(setup, args.timeout))
+                console.print(table(rows[-1:]))
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=1))
+    console.print(table(rows))
+    console.print(f"[dim]{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at "
+                  "the end (throughput is noisy on a shared machine; memory is not)[/dim]")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
