@@ -26,6 +26,10 @@ columns of one run, not runs); the memory figures are robust.
 
     python -m benchmarks.perf.density                        # web, 1/8/32/64, both layouts
     python -m benchmarks.perf.density --envs 1,8 --policies oracle --layouts shared
+    python -m benchmarks.perf.density --peak-pss -- cua eval miniwob --num-envs 32 ...
+
+`--peak-pss -- COMMAND...` runs any command the same way and prints its tree's peak PSS,
+CPU and wall time (how the `cua eval` figures in docs/measured.md were taken).
 """
 
 from __future__ import annotations
@@ -71,10 +75,18 @@ def _cpu_s() -> float:
 
 def measure(setup: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Run one setup in a child process; return its figures plus peak PSS and CPU."""
+    return run_measured([sys.executable, "-m", "benchmarks.perf.density", "--child",
+                         json.dumps(setup)], timeout_s, setup)
+
+
+def run_measured(command: list[str], timeout_s: float, setup: dict[str, Any] | None = None,
+                 capture: bool = True) -> dict[str, Any]:
+    """Run `command`, sampling its process tree's PSS; its last stdout line is JSON figures
+    when `capture`."""
+    setup = setup or {}
     cpu_before = _cpu_s()
     started = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-m", "benchmarks.perf.density", "--child",
-                              json.dumps(setup)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE if capture else None, text=True)
     root = psutil.Process(child.pid)
     peak = 0
     while child.poll() is None:
@@ -85,7 +97,8 @@ def measure(setup: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         time.sleep(0.25)  # the sampling period
     out, _ = child.communicate()
     wall_s = time.monotonic() - started
-    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    figures: dict[str, Any] = (json.loads(out.strip().splitlines()[-1])
+                               if capture and out and out.strip() else {})
     figures.update(setup, peak_pss_mib=peak / 2**20, process_wall_s=wall_s,
                    cpu_cores=(_cpu_s() - cpu_before) / wall_s, exit=child.returncode)
     return figures
@@ -158,7 +171,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--timeout", type=float, default=900.0, help="per setup, seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-pss", nargs=argparse.REMAINDER, default=None,
+                        help="-- COMMAND...: run it and print its peak PSS, CPU, wall time")
     args = parser.parse_args(argv)
+    if args.peak_pss is not None:
+        command = args.peak_pss[1:] if args.peak_pss[:1] == ["--"] else args.peak_pss
+        figures = run_measured(command, args.timeout * 10, capture=False)
+        print(f"peak PSS {figures['peak_pss_mib']:.0f} MiB, CPU {figures['cpu_cores']:.2f} "
+              f"cores, wall {figures['process_wall_s']:.0f} s, exit {figures['exit']}")
+        return [figures]
     if args.child is not None:
         print(json.dumps(asyncio.run(_child(json.loads(args.child)))))
         return []

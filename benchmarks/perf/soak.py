@@ -16,7 +16,10 @@ a fast or a slow machine. Kinds:
 
 ========================  ===================================================================
 kill_browser              SIGKILL a Chromium main process under one of the runs (a MiniWoB
-                          browser, or the virtual phone's renderer)
+                          browser, shared by up to `contexts_per_browser` environments, or
+                          the virtual phone's renderer)
+kill_context              SIGKILL one renderer process of a MiniWoB browser (one
+                          environment's context: only its episode may end)
 kill_worker               SIGKILL one worker process of one run
 kill_run                  SIGKILL a whole `cua eval` process group (the run is resumed)
 kill_adb                  SIGKILL the private adb server
@@ -28,23 +31,31 @@ disk_full                 (once) fill the file system holding the runs (a small 
                           ENOSPC, hold it full, then free it
 ========================  ===================================================================
 
-Whenever a run's `cua eval` exits before every episode of it is in results.jsonl (killed,
-stopped after consecutive errors, or failed on a full disk) it is started again on the
-same --out, which resumes it; the table counts these resumes. Episodes that ended in an
-error stay finished (no --retry-errors): they are counted by error kind.
+Four runs: the three above and ``miniwob-dense``, MiniWoB solved by the oracle on 32
+environments in one process (one shared Chromium per `contexts_per_browser` contexts),
+where the browser and context kills land.
 
-Audit, per run: every expected episode key is in results.jsonl exactly once (lost,
-duplicated), every line of results.jsonl and of each finished episode's steps.jsonl parses,
-every JSON file parses, every stored screenshot decodes and hashes to its name, every
-screenshot a finished step names exists (corrupt files). Exit status 1 if anything is lost,
-duplicated or corrupt.
+A run whose `cua eval` was killed or failed (non-zero exit: killed, stopped after
+consecutive errors, failed on a full disk) before every episode of it is in results.jsonl
+is started again on the same --out, which resumes it, at most `--max-starts` times; the
+table counts these resumes. A run that exits 0 is finished, whatever it recorded. Episodes
+that ended in an error stay finished (no --retry-errors): they are counted by error kind,
+apart from lost ones.
+
+Audit, per run, independent of the restarts: every planned episode key is in results.jsonl
+exactly once (lost = planned keys without a result line; duplicated), every line of
+results.jsonl and of each finished episode's steps.jsonl parses, every JSON file parses,
+every stored screenshot decodes and hashes to its name, every screenshot a finished step
+names exists (corrupt files). Every scheduled fault must have fired: the report names each
+that did not (skipped, or not reached before the runs ended). Exit status 1 if anything is
+lost, duplicated or corrupt, a run gave up, or a scheduled fault did not fire.
 
     python -m benchmarks.perf.soak                  # >= 200 episodes (about 10-20 min on 2 cores)
     python -m benchmarks.perf.soak --scale 0.12     # the ~2-minute version tests/test_soak.py runs
 
 The disk_full fault needs a tmpfs mount (root). Where mounting is not permitted, the runs
-live in an ordinary temporary directory and the fault is reported as skipped with the
-reason.
+live in an ordinary temporary directory and the fault is not scheduled (the report says
+so, with the reason).
 """
 
 from __future__ import annotations
@@ -82,13 +93,13 @@ from trajectories.store import RunDir
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FAULT_KINDS = ("kill_browser", "kill_worker", "kill_run", "kill_adb", "kill_policy_server",
-               "server_500", "server_hang", "disk_full")
+FAULT_KINDS = ("kill_browser", "kill_context", "kill_worker", "kill_run", "kill_adb",
+               "kill_policy_server", "server_500", "server_hang", "disk_full")
 POLICY_TIMEOUT_S = 8.0  # the openai client's per-request timeout in the soak
 HANG_S = 12.0  # how long server_hang holds answers (longer than POLICY_TIMEOUT_S)
 DISK_FULL_S = 6.0  # how long the disk stays full
 POLICY_SERVER_DOWN_S = 3.0  # how long the killed chat server stays down
-MAX_STARTS_PER_RUN = 100  # a run that needs more starts than this is a failure of the soak
+MAX_STARTS_PER_RUN = 30  # a run still unfinished after this many starts is given up
 RESTART_BACKOFF_S = (1.0, 10.0)  # wait before restarting a run: doubles per start without
 # progress (a run that cannot start while the chat server reloads), up to the second value
 
@@ -119,6 +130,17 @@ class Stream:
     restart_at: float = 0.0  # monotonic time of the next start (0: not scheduled yet)
     lines_at_start: int = 0
     idle_starts: int = 0
+    exit_codes: list[int] = field(default_factory=list)
+    gave_up: bool = False  # still unfinished after max_starts starts: its missing keys are lost
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more to run: every key recorded, or its last start exited 0 (then
+        whatever it did not record is lost), or it was given up."""
+        if self.alive():
+            return False
+        return self.gave_up or self.complete() or (
+            self.process is not None and self.process.returncode == 0)
 
     @property
     def expected_keys(self) -> set[str]:
@@ -342,6 +364,14 @@ def _is_browser_main(process: psutil.Process) -> bool:
         return False
 
 
+def _is_renderer(process: psutil.Process) -> bool:
+    """A Chromium renderer: one context's page (a context kill)."""
+    try:
+        return "chrom" in process.name().lower() and "--type=renderer" in process.cmdline()
+    except psutil.Error:
+        return False
+
+
 def _is_worker(process: psutil.Process) -> bool:
     """A worker process of a run (multiprocessing spawn, or a Ray worker)."""
     try:
@@ -385,6 +415,7 @@ class FaultInjector:
         self._stop = threading.Event()
         self._restores: list[threading.Thread] = []
         self.not_reached: list[str] = []  # faults still scheduled when the runs finished
+        self.unscheduled: dict[str, str] = {}  # kinds left out of the schedule, and why
         self._thread = threading.Thread(target=self._run, name="fault-injector", daemon=True)
         self._total = sum(len(s.expected_keys) for s in streams)
 
@@ -397,6 +428,12 @@ class FaultInjector:
         self._thread.join(timeout=120)
         for thread in self._restores:
             thread.join(timeout=300)
+
+    def unfired(self) -> list[str]:
+        """Every scheduled fault that did not fire, and why (empty: all fired)."""
+        out = [f"{kind}: {reason}" for kind, reasons in sorted(self.skipped.items())
+               for reason in reasons]
+        return out + [f"{kind}: not reached before the runs ended" for kind in self.not_reached]
 
     def _progress(self) -> float:
         return sum(min(s.finished_lines(), len(s.expected_keys)) for s in self.streams) \
@@ -428,6 +465,9 @@ class FaultInjector:
     def _fire(self, kind: str) -> str:
         if kind == "kill_browser":
             return self._kill(self._targets(_is_browser_main), "browser")
+        if kind == "kill_context":
+            web = [s for s in self.streams if s.suite == "miniwob"]
+            return self._kill(self._targets(_is_renderer, web), "renderer")
         if kind == "kill_worker":
             return self._kill(self._targets(_is_worker), "worker")
         if kind == "kill_run":
@@ -490,12 +530,13 @@ class FaultInjector:
         self._restores.append(thread)
         thread.start()
 
-    def _targets(self, predicate: Callable[[psutil.Process], bool]) -> list[psutil.Process]:
-        """Processes under the runs matching `predicate`, waiting up to 20 s for one to
-        exist (a run may be between episodes or restarting)."""
+    def _targets(self, predicate: Callable[[psutil.Process], bool],
+                 streams: list[Stream] | None = None) -> list[psutil.Process]:
+        """Processes under the runs (all, or `streams`) matching `predicate`, waiting up to
+        20 s for one to exist (a run may be between episodes or restarting)."""
         deadline = time.monotonic() + 20
         while True:
-            found = [p for p in _descendants(self.streams) if predicate(p)]
+            found = [p for p in _descendants(streams or self.streams) if predicate(p)]
             if found or time.monotonic() > deadline or self._stop.is_set():
                 return found
             self._stop.wait(0.25)  # polling for a target
@@ -586,8 +627,8 @@ def audit_run(stream: Stream, audit: Audit) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def build_streams(root: Path, scale: float, chat: ChatServerProcess, adb: AdbServer
-                  ) -> list[Stream]:
+def build_streams(root: Path, scale: float, chat: ChatServerProcess, adb: AdbServer,
+                  dense_envs: int = 32) -> list[Stream]:
     def count(n: int) -> int:
         return max(1, round(n * scale))
 
@@ -603,6 +644,8 @@ def build_streams(root: Path, scale: float, chat: ChatServerProcess, adb: AdbSer
                 "--policy-option", "max_new_tokens=24"]),
         Stream("android-oracle", "android", android_tasks, count(8), 1, root / "android-oracle",
                ["--suite-option", f"adb_port={adb.port}"]),
+        Stream("miniwob-dense", "miniwob", miniwob_tasks[:4], count(max(dense_envs, 40)), 0,
+               root / "miniwob-dense", ["--num-envs", str(dense_envs)]),
     ]
 
 
@@ -629,37 +672,53 @@ def soak_services(root: Path, disk_mb: int, model_dir: Path | None, console: Con
         disk.unmount()
 
 
+def supervise(streams: list[Stream], logs: Path, max_starts: int = MAX_STARTS_PER_RUN) -> None:
+    """Start the runs and restart (resume) each one that was killed or failed, at most
+    `max_starts` starts each, until every run is finished (see Stream.finished)."""
+    for stream in streams:
+        if stream.process is None:
+            stream.start(logs)
+    while not all(stream.finished for stream in streams):
+        for stream in streams:
+            if stream.alive() or stream.finished:
+                continue
+            if stream.restart_at == 0.0:  # just exited: back off, then resume
+                stream.exit_codes.append(stream.process.returncode)
+                if stream.starts >= max_starts:
+                    stream.gave_up = True
+                    continue
+                stream.note_exit()
+            elif time.monotonic() >= stream.restart_at:
+                stream.start(logs)  # resumes: --out exists
+        time.sleep(0.5)  # polling the runs
+    for stream in streams:  # the exit of the last start
+        if stream.process is not None and len(stream.exit_codes) < stream.starts:
+            stream.exit_codes.append(stream.process.returncode)
+
+
 def soak(root: Path, *, scale: float, seed: int, per_kind: int, disk_mb: int,
-         model_dir: Path | None, console: Console) -> tuple[Audit, FaultInjector, list[Stream], float]:
+         model_dir: Path | None, console: Console, max_starts: int = MAX_STARTS_PER_RUN,
+         dense_envs: int = 32) -> tuple[Audit, FaultInjector, list[Stream], float]:
     """Run the soak under `root`; returns the audit, the injector, the runs, seconds."""
     started = time.monotonic()
     with soak_services(root, disk_mb, model_dir, console) as (chat, adb, disk):
-        streams = build_streams(disk.path, scale, chat, adb)
+        streams = build_streams(disk.path, scale, chat, adb, dense_envs)
         total = sum(len(s.expected_keys) for s in streams)
         console.print(f"{total} episodes in {len(streams)} runs over "
                       f"{sum(s.workers for s in streams)} workers; runs on "
                       f"{'a ' + str(disk_mb) + ' MB tmpfs' if disk.mounted else disk.path}")
-        injector = FaultInjector(schedule(seed, per_kind), streams, chat, adb, disk, seed)
+        kinds = FAULT_KINDS if disk.mounted else tuple(k for k in FAULT_KINDS
+                                                       if k != "disk_full")
+        injector = FaultInjector(schedule(seed, per_kind, kinds), streams, chat, adb, disk,
+                                 seed)
+        if not disk.mounted:
+            injector.unscheduled["disk_full"] = disk.why_not or "no tmpfs"
         logs = root / "logs"
         try:
             for stream in streams:
                 stream.start(logs)
             injector.start()
-            while True:
-                waiting = [s for s in streams if not s.alive()]
-                for stream in waiting:
-                    if stream.complete() or time.monotonic() < stream.restart_at:
-                        continue
-                    if stream.starts >= MAX_STARTS_PER_RUN:
-                        raise RuntimeError(f"{stream.name} did not finish in "
-                                           f"{MAX_STARTS_PER_RUN} starts; see {stream.log}")
-                    if stream.restart_at == 0.0:  # just exited: back off, then resume
-                        stream.note_exit()
-                        continue
-                    stream.start(logs)  # resumes: --out exists
-                if all(not s.alive() and s.complete() for s in streams):
-                    break
-                time.sleep(0.5)  # polling the runs
+            supervise(streams, logs, max_starts)
         finally:
             injector.stop()
             for stream in streams:
@@ -679,16 +738,19 @@ def report(console: Console, audit: Audit, injector: FaultInjector, streams: lis
     table.add_row("episodes", str(audit.episodes))
     table.add_row("  succeeded", str(audit.successes))
     for stream in streams:
-        table.add_row(f"  {stream.name} ({stream.workers} worker"
-                      f"{'s' if stream.workers > 1 else ''})", str(len(stream.expected_keys)))
-    table.add_row("faults injected", str(sum(injector.injected.values())))
-    if injector.not_reached:
-        table.add_row("  scheduled, not reached before the end",
-                      ", ".join(injector.not_reached))
+        where = (f"{stream.workers} worker{'s' if stream.workers > 1 else ''}"
+                 if stream.workers else " ".join(stream.extra))
+        table.add_row(f"  {stream.name} ({where})", str(len(stream.expected_keys)))
+    table.add_row("faults scheduled / fired", f"{len(injector.faults)} / "
+                  f"{sum(injector.injected.values())}")
     for kind in FAULT_KINDS:
         skipped = injector.skipped.get(kind, [])
+        if kind in injector.unscheduled:
+            table.add_row(f"  {kind}", "not scheduled")
+            continue
         table.add_row(f"  {kind}", f"{injector.injected[kind]}"
                       + (f" ({len(skipped)} skipped)" if skipped else ""))
+    table.add_row("scheduled faults that did not fire", str(len(injector.unfired())))
     table.add_row("episodes ended in error", str(sum(audit.errors_by_kind.values())))
     for kind, n in sorted(audit.errors_by_kind.items()):
         table.add_row(f"  {kind}", str(n))
@@ -696,12 +758,15 @@ def report(console: Console, audit: Audit, injector: FaultInjector, streams: lis
     table.add_row("duplicated", str(len(audit.duplicated)))
     table.add_row("corrupt files", str(len(audit.corrupt)))
     table.add_row("resumes", str(sum(s.starts - 1 for s in streams)))
+    table.add_row("runs given up", ", ".join(s.name for s in streams if s.gave_up) or "0")
     table.add_row("episode directories without a result", str(audit.abandoned_attempts))
     table.add_row("leftover temporary files", str(audit.leftover_temp_files))
     table.add_row("wall time", f"{seconds:.0f} s")
     console.print(table)
-    for kind, reasons in sorted(injector.skipped.items()):
-        console.print(f"skipped {kind}: {reasons[0]}")
+    for line in injector.unfired():
+        console.print(f"[red]did not fire: {line}[/]")
+    for kind, why in injector.unscheduled.items():
+        console.print(f"not scheduled: {kind}: {why}")
     for problem in (audit.lost + audit.duplicated + audit.corrupt)[:20]:
         console.print(f"[red]{problem}[/]")
 
@@ -717,6 +782,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None,
                         help="work here and keep the logs (default: a temporary directory); "
                         "the runs themselves live on the tmpfs and go with it")
+    parser.add_argument("--max-starts", type=int, default=MAX_STARTS_PER_RUN,
+                        help="starts per run before its missing episodes count as lost")
+    parser.add_argument("--dense-envs", type=int, default=32,
+                        help="environments of the miniwob-dense run (one process)")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="a tiny Qwen3-VL folder to serve (default: build one, ~1 min)")
     args = parser.parse_args(argv)
@@ -727,11 +796,19 @@ def main(argv: list[str] | None = None) -> int:
             prefix="cua-soak-")))
         audit, injector, streams, seconds = soak(
             root, scale=args.scale, seed=args.seed, per_kind=args.faults_per_kind,
-            disk_mb=args.disk_mb, model_dir=args.model_dir, console=console)
+            disk_mb=args.disk_mb, model_dir=args.model_dir, console=console,
+            max_starts=args.max_starts, dense_envs=args.dense_envs)
         report(console, audit, injector, streams, seconds)
         for line in injector.log:
             console.print(f"  {line}", style="dim")
-    return 1 if audit.lost or audit.duplicated or audit.corrupt else 0
+    return 1 if failed(audit, injector, streams) else 0
+
+
+def failed(audit: Audit, injector: FaultInjector, streams: list[Stream]) -> bool:
+    """Whether the soak failed: anything lost, duplicated or corrupt, a run given up, or
+    a scheduled fault that did not fire."""
+    return bool(audit.lost or audit.duplicated or audit.corrupt or injector.unfired()
+                or any(s.gave_up for s in streams))
 
 
 if __name__ == "__main__":
