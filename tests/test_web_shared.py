@@ -60,6 +60,18 @@ def test_a_dead_browser_ends_only_its_contexts_and_is_relaunched(site):  # noqa:
             t.shutdown()
 
 
+def test_environments_starting_at_once_fill_browsers_rather_than_launch_one_each(site):  # noqa: F811
+    config = WebConfig(viewport=Size(width=200, height=120), contexts_per_browser=2)
+    with concurrent.futures.ThreadPoolExecutor(4) as threads:
+        envs = list(threads.map(lambda _: WebEnvironment(config), range(4)))
+        try:
+            list(threads.map(lambda env: env.reset(web_task(f"{site}/plain.html")), envs))
+            pids = [env.browser_pid for env in envs]
+            assert len(set(pids)) == 2 and all(pids.count(pid) == 2 for pid in pids)
+        finally:
+            list(threads.map(lambda env: env.close(), envs))
+
+
 def test_a_crashed_renderer_ends_only_its_own_episode(site):  # noqa: F811
     config = WebConfig(viewport=Size(width=200, height=120))
     with WebEnvironment(config) as victim, WebEnvironment(config) as bystander:

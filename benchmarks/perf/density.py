@@ -53,8 +53,9 @@ WEB_TASKS = ["click-test", "click-button", "enter-text", "focus-text"]
 LAYOUTS = {"shared": None, "own": 1}  # contexts_per_browser (None: the WebConfig default)
 
 
-def tree_pss_bytes(root: psutil.Process) -> int:
-    """PSS of `root` and all its descendants, bytes (processes that vanish are skipped)."""
+def tree_pss_bytes(root: psutil.Process, cpu_s: dict[int, float] | None = None) -> int:
+    """PSS of `root` and all its descendants, bytes (processes that vanish are skipped);
+    records each one's CPU seconds so far in `cpu_s` (pid -> seconds)."""
     total = 0
     try:
         processes = [root, *root.children(recursive=True)]
@@ -63,6 +64,9 @@ def tree_pss_bytes(root: psutil.Process) -> int:
     for process in processes:
         try:
             total += process.memory_full_info().pss
+            if cpu_s is not None:
+                times = process.cpu_times()
+                cpu_s[process.pid] = max(cpu_s.get(process.pid, 0.0), times.user + times.system)
         except psutil.Error:
             continue
     return total
@@ -89,8 +93,9 @@ def run_measured(command: list[str], timeout_s: float, setup: dict[str, Any] | N
     child = subprocess.Popen(command, stdout=subprocess.PIPE if capture else None, text=True)
     root = psutil.Process(child.pid)
     peak = 0
+    sampled_cpu_s: dict[int, float] = {}
     while child.poll() is None:
-        peak = max(peak, tree_pss_bytes(root))
+        peak = max(peak, tree_pss_bytes(root, sampled_cpu_s))
         if time.monotonic() - started > timeout_s:
             child.kill()
             break
@@ -99,8 +104,11 @@ def run_measured(command: list[str], timeout_s: float, setup: dict[str, Any] | N
     wall_s = time.monotonic() - started
     figures: dict[str, Any] = (json.loads(out.strip().splitlines()[-1])
                                if capture and out and out.strip() else {})
+    # CPU: the reaped tree's rusage, or what sampling saw (processes reaped by a parent
+    # that is itself not waited for escape rusage; sampling misses a process's last 0.25 s)
+    cpu_s = max(_cpu_s() - cpu_before, sum(sampled_cpu_s.values()))
     figures.update(setup, peak_pss_mib=peak / 2**20, process_wall_s=wall_s,
-                   cpu_cores=(_cpu_s() - cpu_before) / wall_s, exit=child.returncode)
+                   cpu_cores=cpu_s / wall_s, exit=child.returncode)
     return figures
 
 
@@ -171,11 +179,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--timeout", type=float, default=900.0, help="per setup, seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--peak-pss", nargs=argparse.REMAINDER, default=None,
+    parser.add_argument("--peak-pss", action="store_true",
                         help="-- COMMAND...: run it and print its peak PSS, CPU, wall time")
-    args = parser.parse_args(argv)
-    if args.peak_pss is not None:
-        command = args.peak_pss[1:] if args.peak_pss[:1] == ["--"] else args.peak_pss
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.peak_pss:
         figures = run_measured(command, args.timeout * 10, capture=False)
         print(f"peak PSS {figures['peak_pss_mib']:.0f} MiB, CPU {figures['cpu_cores']:.2f} "
               f"cores, wall {figures['process_wall_s']:.0f} s, exit {figures['exit']}")

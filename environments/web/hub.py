@@ -281,14 +281,22 @@ class SharedBrowser:
 
     number: int
     key: tuple[Any, ...]
-    browser: Any
-    pid: int | None
+    browser: Any = None  # None while it launches
+    pid: int | None = None
     users: dict[int, Callable[[str], None]] = field(default_factory=dict)
     dead_reason: str | None = None
+    launch_error: BaseException | None = None
+
+    @property
+    def launching(self) -> bool:
+        return self.browser is None and self.launch_error is None
 
     @property
     def alive(self) -> bool:
-        return (self.dead_reason is None and (self.pid is None or pid_alive(self.pid))
+        if self.launching:
+            return True
+        return (self.dead_reason is None and self.browser is not None
+                and (self.pid is None or pid_alive(self.pid))
                 and bool(self.browser.is_connected()))
 
 
@@ -307,7 +315,11 @@ class BrowserPool:
 
     def lease(self, user: int, config: WebConfig, on_crash: Callable[[str], None]
               ) -> SharedBrowser:
-        """A live browser with room for one more context (launched if none has room)."""
+        """A live browser with room for one more context (launched if none has room).
+
+        Environments lease concurrently (each in its own greenlet): a browser that is
+        still launching counts its future users, who wait for it rather than launch more.
+        """
         key = self.launch_key(config)
         for shared in list(self.browsers):
             if not shared.alive:
@@ -315,10 +327,29 @@ class BrowserPool:
         for shared in self.browsers:
             if shared.key == key and len(shared.users) < config.contexts_per_browser:
                 shared.users[user] = on_crash
+                self._wait_launched(shared, user)
                 return shared
-        shared = self._launch(key, config)
+        self.launched += 1
+        shared = SharedBrowser(self.launched, key)
         shared.users[user] = on_crash
+        self.browsers.append(shared)
+        try:
+            self._launch(shared, config)
+        except BaseException as error:
+            shared.launch_error = error
+            shared.users.pop(user, None)
+            if shared in self.browsers:
+                self.browsers.remove(shared)
+            raise
         return shared
+
+    def _wait_launched(self, shared: SharedBrowser, user: int) -> None:
+        while shared.launching:
+            self.hub.sleep(0.02)  # another environment's greenlet is launching it
+        if shared.launch_error is not None:
+            shared.users.pop(user, None)
+            raise EnvironmentCrashed(f"the shared browser failed to launch: "
+                                     f"{shared.launch_error}")
 
     def release(self, shared: SharedBrowser, user: int) -> None:
         """`user` left `shared`; a browser nobody uses any more is closed."""
@@ -329,20 +360,18 @@ class BrowserPool:
             self.browsers.remove(shared)
         self._close(shared)
 
-    def _launch(self, key: tuple[Any, ...], config: WebConfig) -> SharedBrowser:
-        executable, headless, extra_args = key
+    def _launch(self, shared: SharedBrowser, config: WebConfig) -> None:
+        executable, headless, extra_args = shared.key
         marker = f"{INSTANCE_FLAG}={uuid.uuid4().hex}"
         browser = self.hub.driver.chromium.launch(
             executable_path=executable, headless=headless,
             args=[*CHROMIUM_FLAGS, *extra_args, marker],
             timeout=config.navigation_timeout_s * 1000)
-        self.launched += 1
-        shared = SharedBrowser(self.launched, key, browser, find_pid_with_flag(marker))
+        shared.pid = find_pid_with_flag(marker)
+        shared.browser = browser
         browser.on("disconnected", lambda _: self._on_disconnected(shared))
-        self.browsers.append(shared)
         logger.info("launched browser %d: %s (pid %s, version %s)", shared.number, executable,
                     shared.pid, browser.version)
-        return shared
 
     def _on_disconnected(self, shared: SharedBrowser) -> None:
         if shared.dead_reason is None:
@@ -363,7 +392,7 @@ class BrowserPool:
         kill_pid(shared.pid)
 
     def _close(self, shared: SharedBrowser) -> None:
-        if shared.alive:
+        if shared.alive and shared.browser is not None:
             with contextlib.suppress(Exception), Watchdog(10.0, lambda: kill_pid(shared.pid)):
                 shared.browser.close()
         kill_pid(shared.pid)
