@@ -15,8 +15,8 @@ from conftest_workers import WorkerSuite
 from rich.console import Console
 
 from agent.runner import run_suite
-from tests.conftest_loop import wait_for
 from benchmarks.perf import soak
+from tests.conftest_loop import wait_for
 
 pytest_plugins = ["conftest_policy"]  # tiny_model_dir
 
