@@ -3,8 +3,10 @@
 Shared by environments: `settle_on_pixels` grabs frames until nothing outside ambient
 regions (cells that change on their own: clocks, cursors, spinners) changed for a quiet
 window measured in time, or a time bound passes; the web environment first asks its page
-script whether a reaction is still pending (environments/_page_settle.js). `Watchdog`
-bounds any blocking driver call by killing the process it waits on.
+script whether a reaction is still pending (environments/_page_settle.js), the desktop
+and the phone pass what the system is doing (`Activity`: windows, processes, CPU, app
+transitions; environments/_desktop_activity.py, environments/_android_activity.py).
+`Watchdog` bounds any blocking driver call by killing the process it waits on.
 """
 
 from __future__ import annotations
@@ -156,6 +158,24 @@ def mask_boxes(mask: np.ndarray, frame_shape: tuple[int, ...],
 
 
 @dataclass(frozen=True)
+class Activity:
+    """What the system (not the screen) reported at one poll during a settle.
+
+    `busy` names work in progress now, whose result is not on screen yet: "launching" (a
+    process started since the action has no window yet), "cpu" (an app burns CPU),
+    "startup" (a launch announced by startup notification), "transition" (an Android app
+    transition, or a focused app whose window is not drawn yet). `events` names what
+    happened since the previous poll: "window" (created, mapped, unmapped, configured),
+    "focus" (the active window or focused activity changed), "ime" (the keyboard shown or
+    hidden). Both hold the step: busy until it ends (or the reaction bound passes), an
+    event like a pixel change (the quiet window restarts).
+    """
+
+    busy: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class QuietWindow:
     """When a screen without a page script counts as settled. Times in seconds.
 
@@ -165,7 +185,8 @@ class QuietWindow:
     A cell that keeps changing for `ambient_after_s` (three changes or more) is ambient:
     a clock, a blinking cursor, a spinner. A mask over more than `max_ambient_fraction`
     of the screen is not trusted (the screen is changing, not its corner): nothing is
-    masked then, and only the timeout ends the wait.
+    masked then, and only the timeout ends the wait. With an activity source,
+    `reaction_bound_s` bounds how long "busy" holds a step (after it, pixels alone decide).
     """
 
     quiet_s: float
@@ -173,6 +194,7 @@ class QuietWindow:
     poll_s: float = 0.03
     ambient_after_s: float = 1.0
     max_ambient_fraction: float = 0.5
+    reaction_bound_s: float = 2.0
 
 
 class AmbientMemory:
@@ -233,6 +255,7 @@ def settle_on_pixels(
     first: tuple[np.ndarray, bytes | None] | None = None,
     is_quiet: Callable[[], bool] = lambda: True,
     wait: Callable[[float], None] = time.sleep,
+    activity: Callable[[], Activity] | None = None,
 ) -> SettleResult:
     """Grab frames until nothing outside ambient cells changed for the quiet window.
 
@@ -240,7 +263,9 @@ def settle_on_pixels(
     observation's PNG, once. `memory` carries ambient cells between steps (and learns the
     ones found here). `first` is an already grabbed frame to start from (with its PNG if
     it has one). `is_quiet` is a further signal (network idle) that must hold to return
-    early. Returns after `timeout_s` at the latest, with the newest frame.
+    early. `activity` is polled once per frame: while it reports work in progress (up to
+    `window.reaction_bound_s`) the step waits, and its events restart the quiet window
+    as a pixel change does. Returns after `timeout_s` at the latest, with the newest frame.
     """
     start = time.perf_counter()
     frame, png = first if first is not None else (grab(), None)
@@ -252,14 +277,24 @@ def settle_on_pixels(
     changes = np.zeros(grid, dtype=np.int32)
     periodic = np.zeros(grid, dtype=bool)
     waited = False
+    held: dict[str, None] = {}  # what the activity source reported, in order
+    last_activity: float | None = None
     while True:
         now = time.perf_counter() - start
+        if activity is not None:
+            report = activity()
+            busy = report.busy if now < window.reaction_bound_s else ()
+            if busy or report.events:
+                last_activity = now
+                held.update(dict.fromkeys(busy + report.events))
         periodic = (changes >= 3) & (last_change - first_change >= window.ambient_after_s)
         masked = prior | periodic
         if masked.mean() > window.max_ambient_fraction:
             masked = np.zeros(grid, dtype=bool)
         relevant = ~masked & (changes > 0)
         last = float(last_change[relevant].max()) if relevant.any() else None
+        if last_activity is not None:
+            last = last_activity if last is None else max(last, last_activity)
         quiet = (now >= window.first_change_s if last is None
                  else now - last >= window.quiet_s)
         if now >= timeout_s:  # first: a window that ends with the time proves nothing
@@ -294,7 +329,8 @@ def settle_on_pixels(
         memory.last_frame = frame
     return SettleResult(
         png if png is not None else encode(frame), time.perf_counter() - start, frames,
-        settled, reason, ("screen",) if waited else (), mask_boxes(masked, frame.shape),
+        settled, reason, (*held, *(("screen",) if waited else ())),
+        mask_boxes(masked, frame.shape),
     )
 
 
@@ -312,12 +348,13 @@ def settle_screenshots(
     timeout_s: float,
     memory: AmbientMemory | None = None,
     first_png: bytes | None = None,
+    activity: Callable[[], Activity] | None = None,
 ) -> SettleResult:
     """`settle_on_pixels` for a source that only gives PNG screenshots (adb screencap, a
     VM's screenshot endpoint): each is decoded to compare, the returned PNG is the
     device's own bytes (never re-encoded). For callers that settle a screen between
     steps, e.g. after a reset or before an evaluation; `first_png` is a screenshot the
-    caller already has (it counts as the first frame).
+    caller already has (it counts as the first frame); `activity` as in `settle_on_pixels`.
 
         settle_screenshots(vm.screenshot, QuietWindow(quiet_s=0.5, first_change_s=1.0), 10.0)
     """
@@ -334,7 +371,8 @@ def settle_screenshots(
         return pngs[id(frame)]
 
     first = (decode_png(first_png), first_png) if first_png is not None else None
-    return settle_on_pixels(grab, encode, window, timeout_s, memory, first=first)
+    return settle_on_pixels(grab, encode, window, timeout_s, memory, first=first,
+                            activity=activity)
 
 
 class Watchdog:

@@ -1,9 +1,12 @@
-"""Settling on a real Xvfb desktop (pixels only: no page script to ask).
+"""Settling on a real Xvfb desktop (no page script to ask: pixels and the system's signals).
 
 Plumbing tests of our own rules: a reaction that starts late (within the first-change
 window) beside a ticking clock is captured, the clock does not hold a step to the
 timeout and is reported as masked, and the timeout bounds a window that changes
-everywhere forever.
+everywhere forever. The signals (environments/_desktop_activity.py), each with a real
+program the click starts: a late window (a launched program that sleeps before mapping
+it) and a CPU-bound launch (one that computes first) are waited for, though the screen
+shows nothing for a second; a dead click still returns in a fraction of that.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from environments.desktop import DesktopEnv
 
 APP = Path(__file__).parents[1] / "benchmarks" / "perf" / "settle_probe_app.py"
 BLUE = (0, 0, 255)
+LAUNCHED = (920, 220)  # inside the launched window (settle_probe_app.LAUNCHED_GEOMETRY)
 
 
 @pytest.fixture()
@@ -72,3 +76,50 @@ def test_the_timeout_bounds_a_window_changing_everywhere(desktop, probe_app) -> 
         desktop.config = config
     assert not obs.settle.settled and obs.settle.reason == "timeout"
     assert obs.settle.frames > 2
+
+
+# The launch is waited for only while it is in progress, up to the reaction bound (2 s by
+# default); under a starved machine a Python program's start alone can take a second, so
+# these tests widen the bound: they test the signal, not the default bound.
+WIDE_BOUND = {"reaction_bound_s": 20.0, "settle_timeout_s": 30.0}
+
+
+@pytest.mark.parametrize("probe_app", [(1000, 0, "launch-sleep"), (1000, 0, "launch-compute")],
+                         indirect=True, ids=["late-window", "cpu-bound-launch"])
+def test_a_launched_program_is_waited_for_until_its_window(desktop, probe_app) -> None:  # noqa: F811
+    """The click starts a program that sleeps (or computes) for 1 s before its first
+    window; the screen shows nothing meanwhile, far past the idle window (0.15 s) and
+    the old first-change window (0.4 s). The step returns with the window on screen."""
+    config = desktop.config
+    desktop.config = config.model_copy(update=WIDE_BOUND)
+    try:
+        obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
+    finally:
+        desktop.config = config
+    assert obs.image().convert("RGB").getpixel(LAUNCHED) == BLUE, obs.settle
+    assert obs.settle.settled and "launching" in obs.settle.waited_for, obs.settle
+    assert "window" in obs.settle.waited_for, obs.settle
+
+
+@pytest.mark.parametrize("probe_app", [(1000, 0, "compute")], indirect=True)
+def test_an_app_computing_before_its_dialog_is_waited_for(desktop, probe_app) -> None:  # noqa: F811
+    """The click makes the app itself compute for 1 s, then open a window: its CPU use
+    holds the step (no new process, no screen change meanwhile)."""
+    config = desktop.config
+    desktop.config = config.model_copy(update=WIDE_BOUND)
+    try:
+        obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
+    finally:
+        desktop.config = config
+    assert obs.image().convert("RGB").getpixel(LAUNCHED) == BLUE, obs.settle
+    assert "cpu" in obs.settle.waited_for, obs.settle
+
+
+@pytest.mark.parametrize("probe_app", [(600_000, 0, "clock")], indirect=True)
+def test_a_dead_click_returns_after_the_idle_window(desktop, probe_app) -> None:  # noqa: F811
+    """Nothing reacts: no process, window, CPU or pixel change holds the step, which
+    ends on the idle window (well under the old 0.4 s first-change window on an idle
+    machine; bounded loosely here, the machine is shared)."""
+    obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
+    assert obs.settle.settled and obs.settle.reason == "quiet", obs.settle
+    assert obs.settle.waited_for == [], obs.settle
