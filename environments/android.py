@@ -23,9 +23,11 @@ Coordinates: the input space is the display's touch pixels, the size `wm size` r
 (the override size when one is set). The screenshot is whatever `screencap` returns;
 the observation states both sizes.
 
-After each action `step` captures frames until nothing outside ambient regions (the
-status-bar clock, a blinking cursor) changed for a quiet window measured in time, or
-`settle_timeout_s` passes (no fixed sleeps; docs/settling.md). A device that drops off the
+After each action `step` waits while the system reports a reaction on its way (the
+focused window, resumed activity, app transition or keyboard changed: `dumpsys`,
+environments/_android_activity.py) and captures frames until nothing outside ambient
+regions (the status-bar clock, a blinking cursor) changed for a quiet window measured in
+time, or `settle_timeout_s` passes (no fixed sleeps; docs/settling.md). A device that drops off the
 adb server (cable pulled, `adb disconnect`, emulator killed) is detected on the next adb
 call; the environment tries to reconnect (`adb connect` for network serials, then waits
 for the device) and raises `EnvironmentCrashed`: the loop records the episode as an
@@ -71,6 +73,7 @@ from actions.models import (
     Wait,
 )
 from actions.observation import PNG_SIGNATURE, Observation, Size, png_size
+from environments._android_activity import AndroidActivity
 from environments._settle import AmbientMemory, QuietWindow, settle_screenshots
 
 logger = logging.getLogger(__name__)
@@ -142,6 +145,16 @@ class AndroidConfig(BaseModel):
     settle_first_change_s: float = Field(
         0.5, gt=0, description="How long an unchanged screen is watched for a reaction to "
         "begin (a reaction that starts later is missed).")
+    settle_signals: bool = Field(
+        True, description="Also wait on what the system does: focused window / resumed "
+        "activity / app transition / keyboard from `dumpsys` (docs/settling.md); False: "
+        "pixels only.")
+    settle_idle_s: float = Field(
+        0.3, gt=0, description="With signals: how long a screen unchanged and a system at "
+        "rest are watched for a reaction to begin (replaces settle_first_change_s).")
+    reaction_bound_s: float = Field(
+        2.0, gt=0, description="Longest transition in progress that holds a step; after "
+        "it, pixels alone decide.")
     command_timeout_s: float = Field(30.0, gt=0, description="Socket timeout of one adb call.")
     reconnect_timeout_s: float = Field(
         5.0, ge=0, description="How long to wait for a lost device to come back.")
@@ -182,6 +195,7 @@ class AndroidEnvironment:
         self.task: Task | None = None
         self.last_answer: str | None = None
         self._ambient = AmbientMemory()  # screen cells that change on their own
+        self._activity = AndroidActivity(self.shell)  # focus, transitions, keyboard
         self._previous_ime: str | None = None
         self.adb_keyboard = False
         self.screen_size = self._read_screen_size()
@@ -456,6 +470,7 @@ class AndroidEnvironment:
         self.task = task
         self.last_answer = None
         self._ambient.forget()  # a new episode: what moved before says nothing
+        self._activity.forget()
         if self._state(self.serial) != "device" and not self._reconnect():
             raise EnvironmentCrashed(
                 f"android device {self.serial} is not available "
@@ -498,22 +513,27 @@ class AndroidEnvironment:
 
     def observe(self, *, instruction: str | None = None, execute_s: float | None = None,
                 action_error: str | None = None) -> Observation:
-        """Wait for the screen to settle, then capture screenshot, UI tree and app."""
+        """Wait for the system and the screen to settle (docs/settling.md), then capture
+        screenshot, UI tree and app."""
         config = self.config
+        signals = config.settle_signals
         settled = settle_screenshots(
             self.screenshot_png,
-            QuietWindow(quiet_s=config.settle_quiet_s, first_change_s=config.settle_first_change_s,
-                        poll_s=0.0),
-            config.settle_timeout_s, memory=self._ambient)
+            QuietWindow(quiet_s=config.settle_quiet_s, poll_s=0.0,
+                        first_change_s=config.settle_idle_s if signals else
+                        config.settle_first_change_s, reaction_bound_s=config.reaction_bound_s),
+            config.settle_timeout_s, memory=self._ambient,
+            activity=self._activity.poll if signals else None)
         png = settled.screenshot_png
         tree = self.ui_tree() if self.config.a11y_tree else None
+        state = self._activity.last if signals else None
         return Observation(
             screenshot_png=png,
             screen_size=self.screen_size,
             screenshot_size=png_size(png),
             instruction=instruction,
             a11y_tree=tree,
-            app=self.foreground_app(),
+            app=state.package if state is not None and state.package else self.foreground_app(),
             execute_s=execute_s,
             settle_s=settled.settle_s,
             settle=settled.report(),

@@ -6,7 +6,11 @@ Plumbing tests of our own rules against our stand-in device's probe app
 chooses: a delayed reaction is captured, a ticker does not hold steps to the timeout and
 is reported as masked, a reaction beside the (already masked) ticker is still captured,
 the timeout bounds a screen that changes everywhere forever, and a reaction that starts
-after the first-change window is missed (the documented limit).
+after the first-change window is missed (the documented limit). The system's signals
+(environments/_android_activity.py): a tap that starts an activity whose first frame
+comes a second later is waited for (the device reports the transition through
+`dumpsys window` / `dumpsys activity`, as a phone does), and the parser reads the
+formats AOSP's CTS parsers match.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from PIL import Image
 from actions.models import Click
 from actions.observation import Observation
 from benchmarks.android.tasks import content_insert
+from environments._android_activity import PhoneState
 from environments.android import AndroidEnvironment
 from tests.conftest_android import *  # noqa: F401,F403
 from tests.conftest_android import android_task
@@ -46,11 +51,11 @@ def probe(android_env: AndroidEnvironment) -> Iterator:
     restored afterwards."""
     original = android_env.config
 
-    def start(delay_ms: int = -1, tick_ms: int = 0, everywhere: int = 0,
+    def start(delay_ms: int = -1, tick_ms: int = 0, everywhere: int = 0, launch_ms: int = 0,
               **config) -> Observation:
         android_env.shell(f"pm clear {PROBE}")
         content_insert(android_env, PROBE, "config", delay_ms=delay_ms, tick_ms=tick_ms,
-                       everywhere=everywhere)
+                       everywhere=everywhere, launch_ms=launch_ms)
         android_env.config = original.model_copy(update={"a11y_tree": False, **config})
         obs = android_env.reset(android_task(start_app=PROBE))
         assert obs.app == PROBE and pixel(obs, PANEL) == GREY, obs.app
@@ -71,7 +76,7 @@ def assert_only_the_ticker_masked(obs: Observation) -> None:
 
 # Windows of 0.8 s / 1.5 s (defaults 0.3 / 0.5): a reaction 0.3 s after the tap then stays
 # inside the first-change window even when the 2 shared cores starve the device.
-WIDE = {"settle_quiet_s": 0.8, "settle_first_change_s": 1.5}
+WIDE = {"settle_quiet_s": 0.8, "settle_first_change_s": 1.5, "settle_idle_s": 1.5}
 
 
 def test_a_delayed_reaction_is_captured(android_env: AndroidEnvironment, probe) -> None:
@@ -114,7 +119,7 @@ def test_the_timeout_bounds_a_screen_changing_everywhere(android_env: AndroidEnv
     on the wait is generous (a screencap started before the deadline is finished)."""
     timeout_s = 2.5
     probe(everywhere=1, settle_timeout_s=timeout_s, settle_quiet_s=1.0,
-          settle_first_change_s=1.0)
+          settle_first_change_s=1.0, settle_idle_s=1.0)
     obs = android_env.step(Click(x=GO[0], y=GO[1]))
     assert not obs.settle.settled and obs.settle.reason == "timeout", obs.settle
     assert obs.settle.frames > 2 and not obs.settle.masked, obs.settle
@@ -138,3 +143,41 @@ def test_a_reaction_after_the_first_change_window_is_missed(android_env: Android
 def panel_now(env: AndroidEnvironment) -> tuple[int, ...]:
     with Image.open(io.BytesIO(env.screenshot_png())) as image:
         return image.convert("RGB").getpixel(PANEL)
+
+
+def test_an_activity_transition_is_waited_for(android_env: AndroidEnvironment, probe) -> None:
+    """The tap starts an activity that draws its first frame 1 s later: the screen shows
+    nothing for twice the old first-change window (0.5 s); the device reports the new
+    activity focused and resumed, with no focused window and APP_STATE_READY, and the step
+    waits for it. The bound is widened: the test is about the signal, not the 2 s bound."""
+    probe(launch_ms=1000, reaction_bound_s=20.0, settle_timeout_s=30.0)
+    obs = android_env.step(Click(x=GO[0], y=GO[1]))
+    assert pixel(obs, PANEL) == BLUE, obs.settle
+    assert obs.settle.settled and "transition" in obs.settle.waited_for, obs.settle
+    assert obs.app == "com.vdev.settleprobe.detail"
+
+
+def test_the_phone_state_parser_reads_aosp_formats() -> None:
+    """Lines as AOSP prints them (the CTS parsers' patterns: TeamWin/android_cts @ c356bf1f,
+    hostsidetests/services/activityandwindowmanager/util/src/android/server/cts/
+    WindowManagerState.java, ActivityManagerState.java @ 00013a7a): the pre-10 token form
+    of mFocusedApp and the newer one, a null focus during a transition."""
+    older = PhoneState.parse(
+        "  mCurrentFocus=Window{5fb753e u0 com.android.vending/com.android.vending."
+        "AssetBrowserActivity}\n"
+        "  mFocusedApp=AppWindowToken{d3c1a token=Token{4e2 ActivityRecord{8ab u0 "
+        "com.android.vending/.AssetBrowserActivity t7}}}\n"
+        "  mAppTransitionState=APP_STATE_IDLE\n"
+        "    mResumedActivity: ActivityRecord{8ab u0 com.android.vending/"
+        ".AssetBrowserActivity t7}\n  mInputShown=false\n")
+    assert older == PhoneState(
+        "com.android.vending/com.android.vending.AssetBrowserActivity",
+        "com.android.vending/.AssetBrowserActivity", "com.android.vending/.AssetBrowserActivity",
+        "APP_STATE_IDLE", False)
+    assert older.busy() == () and older.package == "com.android.vending"
+    launching = PhoneState.parse(
+        "  mCurrentFocus=null\n  mFocusedApp=ActivityRecord{9c u0 com.x/.Main t3}\n"
+        "  mAppTransitionState=APP_STATE_READY\n  topResumedActivity=ActivityRecord{9c u0 "
+        "com.x/.Main t3}\n  mInputShown=true\n")
+    assert launching.focus is None and launching.package == "com.x"
+    assert launching.busy() == ("transition",) and launching.ime_shown is True

@@ -43,7 +43,7 @@ def test_a_late_reaction_beside_a_clock_is_captured(desktop, probe_app) -> None:
     """The reaction starts 0.1 s after the click; the windows are wide (1.5 s) so that a
     starved machine (2 shared cores) cannot turn a late frame into a quiet screen."""
     config = desktop.config
-    desktop.config = config.model_copy(update={"settle_quiet_s": 0.8,
+    desktop.config = config.model_copy(update={"settle_quiet_s": 0.8, "settle_idle_s": 1.5,
                                                "settle_first_change_s": 1.5})
     try:
         obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
@@ -69,7 +69,8 @@ def test_the_timeout_bounds_a_window_changing_everywhere(desktop, probe_app) -> 
     config = desktop.config
     # windows of 1 s: only an app starved for over a second could look quiet
     desktop.config = config.model_copy(update={"settle_timeout_s": 2.5, "settle_quiet_s": 1.0,
-                                               "settle_first_change_s": 1.0})
+                                               "settle_first_change_s": 1.0,
+                                               "settle_idle_s": 1.0})
     try:
         obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
     finally:

@@ -14,6 +14,7 @@ import logging
 import re
 import struct
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -434,15 +435,40 @@ class VirtualDevice:
         raise CommandError(f"cmd: unsupported service {args[:1]}")
 
     async def _dumpsys(self, args: list[str], _stdin: bytes) -> str:
+        """`dumpsys window`, `dumpsys activity activities`, `dumpsys input_method`: the
+        lines drivers read, in the formats AOSP's CTS parsers match (TeamWin/android_cts
+        @ c356bf1f, hostsidetests/services/activityandwindowmanager/util/src/android/server/
+        cts/WindowManagerState.java: `mCurrentFocus=Window\\{([0-9a-fA-F]+) u(\\d+) (\\S+)\\}`,
+        `mAppTransitionState=(.+)`; ActivityManagerState.java @ 00013a7a:
+        `mResumedActivity\\: ActivityRecord\\{(.+) u(\\d+) (\\S+) (\\S+)\\}`); the newer
+        `mFocusedApp=ActivityRecord{..}` form (Android 10+). While a started app has not
+        drawn its first frame, the focused app and resumed activity are already the new
+        one, no window has the focus (`mCurrentFocus=null`) and the transition is
+        APP_STATE_READY (AppTransition's states: IDLE, READY, RUNNING, TIMEOUT)."""
+        screen = self.screen
+        app = APPS_BY_PACKAGE[screen.foreground]
+        record = f"ActivityRecord{{{_token(app.package, 'a')} u0 {app.component} t12}}"
         if args[:1] == ["window"]:
-            app = APPS_BY_PACKAGE[self.screen.foreground]
-            name = f"{app.package}/{app.package}{app.activity}"
+            drawn = not screen.transition_pending and screen.shown == screen.foreground
+            focus = (f"Window{{{_token(app.package, 'w')} u0 {app.package}/"
+                     f"{app.package}{app.activity}}}" if drawn else "null")
+            state = "APP_STATE_READY" if screen.transition_pending else "APP_STATE_IDLE"
             return ("WINDOW MANAGER WINDOWS (dumpsys window windows)\n"
-                    f"  mCurrentFocus=Window{{1f2e3d4 u0 {name}}}\n"
-                    f"  mFocusedApp=ActivityRecord{{5a6b7c8 u0 {name} t12}}\n"
-                    f"  mTopActivityComponent={app.component}\n")
+                    f"  mCurrentFocus={focus}\n"
+                    f"  mFocusedApp={record}\n"
+                    f"  mTopActivityComponent={app.component}\n"
+                    "WINDOW MANAGER TRANSITION (dumpsys window transition)\n"
+                    f"  mAppTransitionState={state}\n")
+        if args[:1] == ["activity"] and args[1:2] in ([], ["activities"]):
+            return ("ACTIVITY MANAGER ACTIVITIES (dumpsys activity activities)\n"
+                    "Display #0 (activities from top to bottom):\n"
+                    f"    mResumedActivity: {record}\n"
+                    f"  topResumedActivity={record}\n")
         if args[:1] == ["input_method"]:
-            return f"  mCurMethodId={self.default_ime}\n"
+            async with screen.lock:
+                shown = await screen.input_shown()
+            return (f"  mCurMethodId={self.default_ime}\n"
+                    f"  mInputShown={'true' if shown else 'false'}\n")
         raise CommandError(f"dumpsys: service {args[:1]} not available on the virtual device")
 
     async def _getprop(self, args: list[str], _stdin: bytes) -> str:
@@ -601,3 +627,8 @@ class VirtualDevice:
 
     async def _id(self, _args: list[str], _stdin: bytes) -> str:
         return "uid=2000(shell) gid=2000(shell) groups=2000(shell) context=u:r:shell:s0\n"
+
+
+def _token(package: str, kind: str) -> str:
+    """A stable hex object id for an app's window or activity record (as in dumpsys)."""
+    return format(zlib.crc32(f"{kind}:{package}".encode()) & 0xFFFFFFF, "x")

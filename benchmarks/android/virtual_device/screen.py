@@ -57,6 +57,9 @@ APPS: tuple[App, ...] = (
     App("com.vdev.clock", "Clock", "clock.html"),
     # Not on the launcher: reactions chosen by a test (tests/test_settle_android.py).
     App("com.vdev.settleprobe", "Settle probe", "settleprobe.html"),
+    # The activity the probe starts with a slow first draw (an activity transition).
+    App("com.vdev.settleprobe.detail", "Settle probe detail", "settledetail.html",
+        launchable=False),
 )
 APPS_BY_PACKAGE = {app.package: app for app in APPS}
 LAUNCHER = "com.vdev.launcher"
@@ -90,14 +93,25 @@ class Screen:
         self.pages: dict[str, Page] = {}
         self.stack: list[str] = [LAUNCHER]  # bottom .. top (foreground)
         self.lock = asyncio.Lock()  # one input/capture at a time, as on a real display
+        # The app whose window is drawn: the foreground app once its first frame is drawn;
+        # until then (an activity transition) the previous app's window stays on screen.
+        self.shown = LAUNCHER
+        self._drawing: asyncio.Task | None = None  # a transition's pending first draw
 
     @property
     def foreground(self) -> str:
+        """The focused (resumed) app: the top of the activity stack."""
         return self.stack[-1]
 
     @property
+    def transition_pending(self) -> bool:
+        """An app was started and its window is not drawn yet."""
+        return self._drawing is not None
+
+    @property
     def page(self) -> Page:
-        return self.pages[self.foreground]
+        """The page on screen: input goes there, screencap shows it."""
+        return self.pages[self.shown]
 
     async def start(self, user_data_dir: str) -> None:
         self._playwright = await async_playwright().start()
@@ -126,11 +140,26 @@ class Screen:
                 await page.close()
         await self._show()
 
-    async def _show(self) -> None:
-        """Make the top of the stack the visible tab (background tabs are not painted)."""
-        page = self.page
+    async def _show(self, draw_delay_s: float = 0.0) -> None:
+        """Make the top of the stack the visible tab (background tabs are not painted) —
+        after `draw_delay_s`, as an app that takes that long to draw its first frame: the
+        activity is focused and resumed at once, its window is drawn later."""
+        if self._drawing is not None:
+            self._drawing.cancel()
+            self._drawing = None
+        if draw_delay_s > 0:
+            self._drawing = asyncio.create_task(self._draw_later(draw_delay_s))
+            return
+        page = self.pages[self.foreground]
         await page.bring_to_front()
+        self.shown = self.foreground
         await page.evaluate("() => window.vdevResume && window.vdevResume()")
+
+    async def _draw_later(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        async with self.lock:
+            self._drawing = None
+            await self._show()
 
     async def stop(self) -> None:
         if self._context is not None:
@@ -153,13 +182,14 @@ class Screen:
         await route.fulfill(status=200, body=path.read_bytes(),
                             headers={"Content-Type": content_type + "; charset=utf-8"})
 
-    async def _on_launch_request(self, _source: dict, package: str) -> None:
-        await self.launch(package)
+    async def _on_launch_request(self, _source: dict, package: str, draw_ms: int = 0) -> None:
+        await self.launch(package, draw_ms / 1000)
 
     # ---- activity stack ----
 
-    async def launch(self, package: str) -> None:
-        """Bring `package` to the front (resuming it if it was in the stack)."""
+    async def launch(self, package: str, draw_delay_s: float = 0.0) -> None:
+        """Bring `package` to the front (resuming it if it was in the stack); its window
+        is drawn `draw_delay_s` later (see `_show`)."""
         if package not in self.pages:
             raise KeyError(package)
         if package in self.stack and package != LAUNCHER:
@@ -168,7 +198,7 @@ class Screen:
             self.stack = [LAUNCHER]
         else:
             self.stack.append(package)
-        await self._show()
+        await self._show(draw_delay_s)
 
     async def home(self) -> None:
         self.stack = [LAUNCHER]
@@ -286,10 +316,19 @@ class Screen:
     async def screenshot_png(self) -> bytes:
         return await self.page.screenshot(type="png", animations="allow", caret="hide")
 
+    async def input_shown(self) -> bool:
+        """Whether the soft keyboard would be up: a text field of the page on screen has
+        the focus."""
+        return await self.page.evaluate(
+            """() => { const e = document.activeElement;
+                 return !!e && (e.tagName === 'TEXTAREA' || e.isContentEditable ||
+                   (e.tagName === 'INPUT' && !['button', 'checkbox', 'radio', 'submit']
+                     .includes(e.type))); }""")
+
     async def dump_ui_xml(self) -> str:
-        """The foreground page as a `uiautomator dump` hierarchy, bounds in physical px."""
+        """The page on screen as a `uiautomator dump` hierarchy, bounds in physical px."""
         tree = await self.page.evaluate("() => window.vdevDump()")
-        package = self.foreground
+        package = self.shown
         lines = ["<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>",
                  '<hierarchy rotation="0">']
         root = {
