@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -95,23 +96,24 @@ class DesktopActivity:
         return pids
 
     def _scan(self) -> dict[int, tuple[float, bool]]:
-        """pid -> (cpu seconds, alive and not a zombie) for every watched process."""
-        roots = set(self._roots()) | self._window_pids()
-        children: dict[int, list[int]] = {}
-        info: dict[int, tuple[float, bool]] = {}
-        for proc in psutil.process_iter(["ppid", "cpu_times", "status"]):
-            values = proc.info
-            children.setdefault(values["ppid"] or 0, []).append(proc.pid)
-            times = values["cpu_times"]
-            cpu = (times.user + times.system) if times is not None else 0.0
-            info[proc.pid] = (cpu, values["status"] != psutil.STATUS_ZOMBIE)
+        """pid -> (cpu seconds, alive and not a zombie) for every watched process: the
+        roots and their descendants, found through each thread's `children` list in /proc
+        (a walk of a few processes, not a scan of every process on the machine)."""
         watched: dict[int, tuple[float, bool]] = {}
-        pending = [pid for pid in roots if pid in info]
+        pending = list(set(self._roots()) | self._window_pids())
         while pending:
             pid = pending.pop()
-            if pid not in watched:
-                watched[pid] = info[pid]
-                pending.extend(children.get(pid, ()))
+            if pid in watched:
+                continue
+            try:
+                proc = psutil.Process(pid)
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    alive = proc.status() != psutil.STATUS_ZOMBIE
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            watched[pid] = (times.user + times.system, alive)
+            pending.extend(_children(pid))
         return watched
 
     def _sample(self) -> tuple[dict[int, tuple[float, bool]], dict[int, float]]:
@@ -202,3 +204,23 @@ def _startup_id(fields: str) -> str:
     """The ID value of a startup-notification message's key=value list (quoted or not)."""
     match = re.search(r'(?:^|\s)ID=(?:"((?:[^"\\]|\\.)*)"|(\S+))', fields)
     return (match.group(1) or match.group(2) or "") if match else ""
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc/PID/task/TID/children (Linux >= 3.5);
+    psutil's own walk where that file is missing."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    children: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as file:
+                children += [int(c) for c in file.read().split()]
+        except FileNotFoundError:
+            with contextlib.suppress(psutil.Error):
+                return [c.pid for c in psutil.Process(pid).children()]
+        except OSError:
+            continue
+    return children

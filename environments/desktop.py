@@ -88,9 +88,12 @@ class DesktopConfig(BaseModel):
 
     `screen_size` applies only to an owned Xvfb; an attached display keeps its size.
     Settling (docs/settling.md): after an action, the screen is grabbed every
-    `settle_poll_s` seconds until nothing outside ambient regions (a clock, a blinking
-    cursor) changed for `settle_quiet_s` — or, when nothing changed at all, for
-    `settle_first_change_s` — or `settle_timeout_s` passes.
+    `settle_poll_s` seconds while the system works on it (`settle_signals`: a launched
+    program without its window yet, an app using CPU, window events; up to
+    `reaction_bound_s`) and until nothing outside ambient regions (a clock, a blinking
+    cursor) changed for `settle_quiet_s` — or, when nothing changed or happened at all,
+    for `settle_idle_s` (`settle_first_change_s` without signals) — or
+    `settle_timeout_s` passes.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -243,10 +246,9 @@ class DesktopEnv:
         self.screen_size = Size(width=monitor["width"], height=monitor["height"])
         if self.owns_display and self.config.window_manager:
             self._start_window_manager(self.config.window_manager)
-        if self.config.settle_signals:
-            self._activity = DesktopActivity(
-                self.display, lambda: [p.pid for p in self._processes],
-                cpu_busy_fraction=self.config.cpu_busy_fraction)
+        self._activity = DesktopActivity(
+            self.display, lambda: [p.pid for p in self._processes],
+            cpu_busy_fraction=self.config.cpu_busy_fraction)
 
     def _bind_pyautogui(self) -> None:
         from Xlib import display as xdisplay
@@ -524,7 +526,7 @@ class DesktopEnv:
         progress, up to the reaction bound) and nothing outside ambient regions changed
         for the quiet window (docs/settling.md). `begin_action()` marks the action."""
         cfg = self.config
-        activity = self._activity
+        activity = self._activity if cfg.settle_signals else None
         return settle_on_pixels(
             self._grab_array, _bgrx_png,
             QuietWindow(quiet_s=cfg.settle_quiet_s, poll_s=cfg.settle_poll_s,
@@ -537,7 +539,7 @@ class DesktopEnv:
     def begin_action(self) -> None:
         """Mark the moment before an action: processes, windows and CPU use from now on
         are its reaction (settle() waits for them)."""
-        if self._activity is not None:
+        if self._activity is not None and self.config.settle_signals:
             self._activity.begin()
 
     def screenshot_png(self, frame: Any | None = None) -> bytes:

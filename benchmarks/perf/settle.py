@@ -19,18 +19,25 @@ box: a difference is a stale screen. Strategies, measured side by side in one ru
     python -m benchmarks.perf.settle --corpus desktop # Xvfb: a Tk app with a clock, xterm
     python -m benchmarks.perf.settle --corpus android # the virtual phone's probe app
 
-The desktop corpus (a real Xvfb): benchmarks/perf/settle_probe_app.py, whose click paints a
-panel blue 0-1000 ms later, with and without a clock ticking every 100 ms; and an xterm
-with a blinking cursor running `sleep 0.3` / `sleep 1` before printing a red bar. There
-the stale check is the reaction's own mark (the blue panel, the red bar) on the returned
-screenshot.
+The desktop corpus (a real Xvfb, `DesktopEnv`): benchmarks/perf/settle_probe_app.py,
+whose click, 0-1000 ms later, paints a panel blue from a Tk timer (with and without a
+clock ticking every 100 ms: a pure timer in an idle app, the documented limit); starts a
+program that sleeps or computes 0.5 / 1 / 1.5 s before mapping its first window;
+computes 1 s, then opens a window; makes a local HTTP call answered after 1 s, then opens
+a dialog; or does nothing (static); and an xterm with a blinking cursor running
+`sleep 0.3` / `sleep 1` before printing a red bar. The stale check is the reaction's own
+mark (the blue panel or window, the red bar) on the returned screenshot.
 
 The android corpus (the virtual phone behind a private adb server,
 benchmarks/android/virtual_device): its probe app (apps/settleprobe.html), whose tap
-paints a panel blue 0-1000 ms later, with and without a band at the top changing colour
-every 100 ms (a status-bar clock's stand-in); stale = the panel not blue on the returned
-`screencap`. Steps of one configuration share an episode (the ambient band is learned
-once, as in a real episode).
+paints a panel blue 0-1000 ms later from a JS timer (with and without a band at the top
+changing colour every 100 ms, a status-bar clock's stand-in), starts an activity whose
+first frame is drawn 0.5 / 1 / 1.5 s later (an activity transition), or does nothing;
+stale = the panel not blue on the returned `screencap`. Steps of one configuration share
+an episode (the ambient band is learned once, as in a real episode).
+
+On both, "ours" (system signals + pixels) runs beside "pixels only (before)" (the same
+environment with `settle_signals=False`, the rule it replaced).
 
 The machine is shared: read ratios between rows of one run, not absolute times.
 """
@@ -42,6 +49,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import statistics
 import threading
 import time
@@ -250,6 +258,7 @@ class Sample:
     stale: bool
     reason: str
     waited_for: list[str]
+    reaction_s: float = 0.0  # when the reaction is complete at the earliest (device corpora)
 
 
 def _task(url: str) -> Task:
@@ -333,8 +342,48 @@ def print_web_table(samples: list[Sample], console: Console) -> dict[str, dict[s
 
 # ---------------------------------------------------------------- desktop corpus
 
+# On the desktop and the phone: ours (system signals + pixels) beside the pixels-only rule
+# it replaced, the older two-frame rule, fixed sleeps and the single capture.
+DEVICE_STRATEGIES: dict[str, float | None] = {
+    "ours": None, "pixels only (before)": None, **{k: v for k, v in STRATEGIES.items()
+                                                   if k != "ours"}}
 DESKTOP_DELAYS_MS = (0, 150, 300, 600, 1000)
+LAUNCH_DELAYS_MS = (500, 1000, 1500)
 PANEL_BLUE, PANEL_GREY = (0, 0, 255), (224, 224, 224)
+LAUNCHED_POINT = (920, 220)  # inside settle_probe_app.LAUNCHED_GEOMETRY
+
+
+@dataclass(frozen=True)
+class DesktopCase:
+    """One probe configuration: `mode`/`delay_ms`/`tick_ms` of settle_probe_app.py;
+    `kind` groups the table's columns; `lasts_s` is when the reaction is complete at the
+    earliest (0 for none); `mark` where its blue shows (the panel, or the new window)."""
+
+    name: str
+    mode: str
+    delay_ms: int
+    tick_ms: int
+    kind: str  # static, timer, launch, compute, network
+    lasts_s: float
+    mark: str  # "panel" or "window"
+
+
+def desktop_cases() -> list[DesktopCase]:
+    cases = [DesktopCase("static (dead click)", "clock", 600_000, 0, "static", 0.0, "panel"),
+             DesktopCase("static + clock", "clock", 600_000, 100, "static", 0.0, "panel")]
+    for tick_ms in (0, 100):
+        for ms in DESKTOP_DELAYS_MS:
+            cases.append(DesktopCase(f"Tk timer {ms} ms{' + clock' if tick_ms else ''}",
+                                     "clock", ms, tick_ms, "timer", ms / 1000, "panel"))
+    for how in ("sleep", "compute"):
+        for ms in LAUNCH_DELAYS_MS:
+            cases.append(DesktopCase(f"launch: {how} {ms} ms, then window", f"launch-{how}",
+                                     ms, 0, "launch", ms / 1000, "window"))
+    cases += [DesktopCase("compute 1000 ms, then window", "compute", 1000, 0, "compute", 1.0,
+                          "window"),
+              DesktopCase("HTTP 1000 ms, then dialog", "http", 1000, 0, "network", 1.0,
+                          "window")]
+    return cases
 
 
 def _colour(frame: np.ndarray, point: tuple[int, int]) -> tuple[int, ...]:
@@ -343,13 +392,11 @@ def _colour(frame: np.ndarray, point: tuple[int, int]) -> tuple[int, ...]:
 
 
 def _desktop_strategy(env, strategy: str) -> SettleResult:
-    """Wait as `strategy` on the desktop, then capture (ours is env.settle())."""
+    """Wait as `strategy` on the desktop (after the action), then capture."""
     from environments.desktop import _bgrx_png
 
     start = time.perf_counter()
-    if strategy == "ours":
-        return env.settle()
-    if strategy == "two frames (before)":  # the previous rule: 3 identical frames, 40 ms apart
+    if strategy == "two frames (before)":  # the older rule: 3 identical frames, 40 ms apart
         frame, same = env._grab_array(), 1
         while same < 3 and time.perf_counter() - start < env.config.settle_timeout_s:
             time.sleep(0.04)
@@ -357,36 +404,44 @@ def _desktop_strategy(env, strategy: str) -> SettleResult:
             same = same + 1 if np.array_equal(current, frame) else 1
             frame = current
         return SettleResult(_bgrx_png(frame), time.perf_counter() - start, 0, same >= 3)
-    time.sleep(STRATEGIES[strategy] or 0.0)
+    time.sleep(DEVICE_STRATEGIES[strategy] or 0.0)
     return SettleResult(_bgrx_png(env._grab_array()), time.perf_counter() - start, 1, True)
 
 
-def _desktop_step(env, action, strategy: str) -> tuple[float, bytes]:
-    """One step as DesktopEnv.step does it, with `strategy`'s wait; (seconds, PNG)."""
+def _desktop_step(env, action, strategy: str) -> tuple[float, bytes, str]:
+    """One step as DesktopEnv.step does it, with `strategy`'s wait; (seconds, PNG, what
+    held ours)."""
     started = time.perf_counter()
-    if strategy == "ours":
-        png = env.step(action).screenshot_png
-    else:
-        env._execute(action)
-        png = _desktop_strategy(env, strategy).screenshot_png
-    return time.perf_counter() - started, png
+    if strategy in ("ours", "pixels only (before)"):
+        config = env.config
+        env.config = config.model_copy(update={"settle_signals": strategy == "ours"})
+        try:
+            obs = env.step(action)
+        finally:
+            env.config = config
+        return (time.perf_counter() - started, obs.screenshot_png,
+                ",".join(obs.settle.waited_for) if obs.settle else "")
+    env._execute(action)
+    png = _desktop_strategy(env, strategy).screenshot_png
+    return time.perf_counter() - started, png, ""
 
 
-def _wait_screen(env, point: tuple[int, int] | None, timeout_s: float = 10.0) -> None:
-    """Poll until the panel at `point` is grey (None: until xterm shows no red bar)."""
-    def ready(frame: np.ndarray) -> bool:
-        return not _red_bar(frame) if point is None else _colour(frame, point) == PANEL_GREY
+def _capture(env) -> np.ndarray:
+    return decode_png(_desktop_strategy(env, "single capture (floor)").screenshot_png)
 
+
+def _wait_screen(env, ready, timeout_s: float = 20.0) -> None:
+    """Poll the screen until `ready(frame)` (the corpus app's start state)."""
     deadline = time.perf_counter() + timeout_s
-    while not ready(decode_png(_desktop_strategy(env, "single capture (floor)")
-                               .screenshot_png)):
+    while not ready(_capture(env)):
         if time.perf_counter() > deadline:
             raise RuntimeError("the desktop corpus app did not reach its start state")
         time.sleep(0.05)
 
 
 def run_desktop(repeats: int) -> list[Sample]:
-    """The Tk probe app (delays x clock on/off) and an xterm with a blinking cursor."""
+    """The Tk probe app (timers, launches, computation, HTTP; clock on/off) and an xterm
+    with a blinking cursor."""
     import sys
     from pathlib import Path
 
@@ -396,36 +451,43 @@ def run_desktop(repeats: int) -> list[Sample]:
     app = Path(__file__).with_name("settle_probe_app.py")
     task = Task(suite="perf_settle", task_id="desktop", config={})
     samples: list[Sample] = []
-    with DesktopEnv(DesktopConfig(screen_size=VIEWPORT)) as env:
+    with serve_corpus() as base, DesktopEnv(DesktopConfig(screen_size=VIEWPORT)) as env:
         for _ in range(repeats):
-            for ambient, tick_ms in (("none", 0), ("clock", 100)):
-                for delay_ms in DESKTOP_DELAYS_MS:
-                    env.reset(task)
-                    env.spawn([sys.executable, str(app), str(delay_ms), str(tick_ms), "clock"])
-                    x, y, width, height = env.window_geometry(
-                        env.wait_for_window("^cua-settle-probe$"))
-                    point = (x + width // 2, y + height * 2 // 3)  # the app's panel
-                    for strategy in STRATEGIES:
-                        env.step(Click(x=point[0], y=point[1], button="right"))
-                        _wait_screen(env, point)
-                        step_s, png = _desktop_step(env, Click(x=point[0], y=point[1]),
-                                                    strategy)
-                        shown = _colour(decode_png(png), point)
-                        samples.append(Sample(strategy, f"click, panel after {delay_ms} ms",
-                                              "timer", ambient, step_s,
-                                              shown != PANEL_BLUE, "", []))
+            for case in desktop_cases():
+                env.reset(task)
+                env.spawn([sys.executable, str(app), str(case.delay_ms), str(case.tick_ms),
+                           case.mode, base + "/slow"])
+                x, y, width, height = env.window_geometry(
+                    env.wait_for_window("^cua-settle-probe$"))
+                point = (x + width // 2, y + height * 2 // 3)  # the app's panel
+                mark = point if case.mark == "panel" else LAUNCHED_POINT
+
+                def start_state(frame: np.ndarray, point=point) -> bool:
+                    return (_colour(frame, point) == PANEL_GREY
+                            and _colour(frame, LAUNCHED_POINT) != PANEL_BLUE)
+
+                for strategy in DEVICE_STRATEGIES:
+                    env.step(Click(x=point[0], y=point[1], button="right"))
+                    _wait_screen(env, start_state)
+                    step_s, png, held = _desktop_step(env, Click(x=point[0], y=point[1]),
+                                                      strategy)
+                    shown = _colour(decode_png(png), mark)
+                    samples.append(Sample(
+                        strategy, case.name, case.kind, "clock" if case.tick_ms else "none",
+                        step_s, case.kind != "static" and shown != PANEL_BLUE, held, [],
+                        case.lasts_s))
             env.reset(task)
             env.spawn(["xterm", "-bc", "-geometry", "80x24+0+0", "-e", "bash --norc"])
             env.wait_for_window("xterm|bash")
             for sleep_s in (0.3, 1.0):
-                for strategy in STRATEGIES:
+                for strategy in DEVICE_STRATEGIES:
                     env.step(Type(text="clear\n"))
-                    _wait_screen(env, None)
+                    _wait_screen(env, lambda frame: not _red_bar(frame))
                     command = f"sleep {sleep_s}; printf '\\033[41m%40s\\033[0m\\n' ''\n"
-                    step_s, png = _desktop_step(env, Type(text=command), strategy)
-                    samples.append(Sample(strategy, f"xterm: sleep {sleep_s}; print", "timer",
+                    step_s, png, held = _desktop_step(env, Type(text=command), strategy)
+                    samples.append(Sample(strategy, f"xterm: sleep {sleep_s}; print", "process",
                                           "blinking cursor", step_s,
-                                          not _red_bar(decode_png(png)), "", []))
+                                          not _red_bar(decode_png(png)), held, [], sleep_s))
     return samples
 
 
@@ -435,24 +497,46 @@ ANDROID_PROBE = "com.vdev.settleprobe"
 ANDROID_PANEL, ANDROID_GO = (360, 600), (360, 1160)  # screen px, see apps/settleprobe.html
 
 
-def _android_step(env, strategy: str) -> tuple[float, bytes]:
+def android_cases() -> list[DesktopCase]:
+    """The probe app's configurations (DesktopCase.mode: "timer", "static", "launch")."""
+    cases = [DesktopCase("static (dead tap)", "static", -1, 0, "static", 0.0, "panel"),
+             DesktopCase("static + band", "static", -1, 100, "static", 0.0, "panel")]
+    for tick_ms in (0, 100):
+        for ms in DESKTOP_DELAYS_MS:
+            cases.append(DesktopCase(f"JS timer {ms} ms{' + band' if tick_ms else ''}",
+                                     "timer", ms, tick_ms, "timer", ms / 1000, "panel"))
+    for ms in LAUNCH_DELAYS_MS:
+        cases.append(DesktopCase(f"activity transition, first frame after {ms} ms", "launch",
+                                 ms, 0, "transition", ms / 1000, "panel"))
+    return cases
+
+
+def _android_step(env, strategy: str) -> tuple[float, bytes, str]:
     """Tap the probe's button as AndroidEnvironment.step does, waiting as `strategy`."""
     started = time.perf_counter()
-    if strategy == "ours":
-        png = env.step(Click(x=ANDROID_GO[0], y=ANDROID_GO[1])).screenshot_png
-        return time.perf_counter() - started, png
-    env._execute(Click(x=ANDROID_GO[0], y=ANDROID_GO[1]))
-    if strategy == "two frames (before)":  # the previous rule: two identical screencaps
+    action = Click(x=ANDROID_GO[0], y=ANDROID_GO[1])
+    if strategy in ("ours", "pixels only (before)"):
+        config = env.config
+        env.config = config.model_copy(update={"settle_signals": strategy == "ours"})
+        try:
+            obs = env.step(action)
+        finally:
+            env.config = config
+        return (time.perf_counter() - started, obs.screenshot_png,
+                ",".join(obs.settle.waited_for) if obs.settle else "")
+    env._execute(action)
+    if strategy == "two frames (before)":  # the older rule: two identical screencaps
         png = wait_until_settled(env.screenshot_png, lambda: True, lambda: None,
                                  env.config.settle_timeout_s).screenshot_png
     else:
-        time.sleep(STRATEGIES[strategy] or 0.0)
+        time.sleep(DEVICE_STRATEGIES[strategy] or 0.0)
         png = env.screenshot_png()
-    return time.perf_counter() - started, png
+    return time.perf_counter() - started, png, ""
 
 
 def run_android(repeats: int) -> list[Sample]:
-    """The probe app on the virtual phone: delays x ambient band on/off."""
+    """The probe app on the virtual phone: timers x ambient band on/off, activity
+    transitions, dead taps."""
     import os
     import socket
     import subprocess
@@ -473,42 +557,30 @@ def run_android(repeats: int) -> list[Sample]:
             task = Task(suite="perf_settle", task_id="android",
                         config={"start_app": ANDROID_PROBE})
             for _ in range(repeats):
-                for ambient, tick_ms in (("none", 0), ("band", 100)):
-                    for delay_ms in DESKTOP_DELAYS_MS:
-                        env.shell(f"pm clear {ANDROID_PROBE}")
-                        content_insert(env, ANDROID_PROBE, "config", delay_ms=delay_ms,
-                                       tick_ms=tick_ms, everywhere=0)
-                        env.reset(task)
-                        for strategy in STRATEGIES:
-                            # a launch starts the probe over: panel grey, no reaction pending
-                            env.shell(f"am start -n {ANDROID_PROBE}/.MainActivity")
-                            if _colour(decode_png(env.screenshot_png()),
-                                       ANDROID_PANEL) != PANEL_GREY:
-                                raise RuntimeError("the probe app did not start over")
-                            step_s, png = _android_step(env, strategy)
-                            shown = _colour(decode_png(png), ANDROID_PANEL)
-                            samples.append(Sample(strategy, f"tap, panel after {delay_ms} ms",
-                                                  "timer", ambient, step_s,
-                                                  shown != PANEL_BLUE, "", []))
+                for case in android_cases():
+                    env.shell(f"pm clear {ANDROID_PROBE}")
+                    content_insert(env, ANDROID_PROBE, "config",
+                                   delay_ms=case.delay_ms if case.mode == "timer" else -1,
+                                   tick_ms=case.tick_ms, everywhere=0,
+                                   launch_ms=case.delay_ms if case.mode == "launch" else 0)
+                    env.reset(task)
+                    for strategy in DEVICE_STRATEGIES:
+                        # a launch starts the probe over: panel grey, no reaction pending
+                        env.shell(f"am start -n {ANDROID_PROBE}/.MainActivity")
+                        if _colour(decode_png(env.screenshot_png()),
+                                   ANDROID_PANEL) != PANEL_GREY:
+                            raise RuntimeError("the probe app did not start over")
+                        step_s, png, held = _android_step(env, strategy)
+                        shown = _colour(decode_png(png), ANDROID_PANEL)
+                        samples.append(Sample(
+                            strategy, case.name, case.kind,
+                            "band" if case.tick_ms else "none", step_s,
+                            case.kind != "static" and shown != PANEL_BLUE, held, [],
+                            case.lasts_s))
             env.close()
     finally:
         subprocess.run(["adb", "-P", str(port), "kill-server"], capture_output=True, timeout=30)
     return samples
-
-
-def print_android_table(samples: list[Sample], console: Console) -> None:
-    table = Table(title="android (virtual phone): step time median / p90 (ms), stale screens "
-                  "(the panel not blue)")
-    for column in ("strategy", "tap", "tap + band", "stale", "stale + band"):
-        table.add_column(column, justify="right" if column != "strategy" else "left")
-    for strategy in STRATEGIES:
-        mine = [s for s in samples if s.strategy == strategy]
-        plain = [s for s in mine if s.ambient == "none"]
-        band = [s for s in mine if s.ambient != "none"]
-        table.add_row(strategy, _ms([s.step_s for s in plain]), _ms([s.step_s for s in band]),
-                      _rate([s.stale for s in plain]), _rate([s.stale for s in band]))
-    console.print(table)
-    _print_stale_per_reaction(samples, console, "android")
 
 
 def _red_bar(frame: np.ndarray) -> bool:
@@ -517,34 +589,62 @@ def _red_bar(frame: np.ndarray) -> bool:
     return bool(((rgb[..., 0] > 150) & (rgb[..., 1] < 40) & (rgb[..., 2] < 40)).sum() > 200)
 
 
-def print_desktop_table(samples: list[Sample], console: Console) -> None:
-    table = Table(title="desktop (Xvfb): step time median / p90 (ms), stale screens "
-                  "(the reaction's mark missing)")
-    for column in ("strategy", "Tk click", "Tk click + clock", "xterm (blinking cursor)",
-                   "stale", "stale + ambient"):
-        table.add_column(column, justify="right" if column != "strategy" else "left")
-    for strategy in STRATEGIES:
+def print_device_table(samples: list[Sample], console: Console, corpus: str,
+                       columns: dict[str, tuple[str, ...]]) -> None:
+    """Step time median / p90 per column of reaction kinds, stale counts, and how ours
+    compares with the targets (static <= 1.5x the floor, reactions <= reaction + 300 ms)."""
+    table = Table(title=f"{corpus}: step time median / p90 (ms); stale = the reaction's "
+                  "mark missing from the returned screenshot")
+    table.add_column("strategy")
+    for column in columns:
+        table.add_column(column, justify="right")
+    work = [c for c in columns if c not in ("static", "pure timers")]
+    table.add_column("stale: timers", justify="right")
+    table.add_column("stale: work (" + ", ".join(work) + ")", justify="right")
+    for strategy in DEVICE_STRATEGIES:
         mine = [s for s in samples if s.strategy == strategy]
-        tk_plain = [s for s in mine if s.ambient == "none"]
-        tk_clock = [s for s in mine if s.ambient == "clock"]
-        xterm = [s for s in mine if s.ambient == "blinking cursor"]
-        table.add_row(strategy, _ms([s.step_s for s in tk_plain]),
-                      _ms([s.step_s for s in tk_clock]), _ms([s.step_s for s in xterm]),
-                      _rate([s.stale for s in tk_plain]),
-                      _rate([s.stale for s in tk_clock + xterm]))
+        cells = [_ms([s.step_s for s in mine if s.kind in kinds]) for kinds in columns.values()]
+        worked = [s for s in mine if s.kind not in ("static", "timer")]
+        table.add_row(strategy, *cells, _rate([s.stale for s in mine if s.kind == "timer"]),
+                      _rate([s.stale for s in worked]))
     console.print(table)
-    _print_stale_per_reaction(samples, console, "desktop")
+    _print_stale_per_reaction(samples, console, corpus, strategies=DEVICE_STRATEGIES)
+    ours = [s for s in samples if s.strategy == "ours"]
+    floor = [s.step_s for s in samples if s.strategy == "single capture (floor)"
+             and s.kind == "static"]
+    static = [s.step_s for s in ours if s.kind == "static"]
+    if floor and static:
+        console.print(f"{corpus}: ours / single capture on static steps, median: "
+                      f"{statistics.median(static) / statistics.median(floor):.2f}x "
+                      f"(target <= 1.5x)")
+    caught = [s for s in ours if s.kind not in ("static", "timer") and not s.stale]
+    if caught:
+        over = [s.step_s - s.reaction_s for s in caught]
+        worst = max(caught, key=lambda s: s.step_s - s.reaction_s)
+        console.print(f"{corpus}: ours on work-caused reactions, step - reaction: median "
+                      f"{statistics.median(over) * 1000:.0f} ms, p90 {_p90(over) * 1000:.0f} ms, "
+                      f"max {(worst.step_s - worst.reaction_s) * 1000:.0f} ms ({worst.reaction})"
+                      " (target <= 300 ms)")
+    held = statistics.multimode(s.reason for s in ours if s.kind not in ("static", "timer"))
+    console.print(f"{corpus}: what held ours on work-caused reactions (mode): {held}")
+
+
+DESKTOP_COLUMNS = {"static": ("static",), "pure timers": ("timer",), "launches": ("launch",),
+                   "compute / HTTP": ("compute", "network"), "xterm": ("process",)}
+ANDROID_COLUMNS = {"static": ("static",), "pure timers": ("timer",),
+                   "transitions": ("transition",)}
 
 
 def _print_stale_per_reaction(samples: list[Sample], console: Console, corpus: str,
-                              note: str = "") -> None:
+                              note: str = "", strategies: dict | None = None) -> None:
+    strategies = strategies or STRATEGIES
     kinds = Table(title=f"{corpus}: stale screens per reaction{note}")
     kinds.add_column("reaction")
-    for strategy in STRATEGIES:
+    for strategy in strategies:
         kinds.add_column(strategy, justify="right")
     for reaction in dict.fromkeys(s.reaction for s in samples):
         kinds.add_row(reaction, *(_rate([s.stale for s in samples if s.reaction == reaction
-                                         and s.strategy == strategy]) for strategy in STRATEGIES))
+                                         and s.strategy == strategy]) for strategy in strategies))
     console.print(kinds)
 
 
@@ -561,10 +661,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.corpus in ("desktop", "android"):
         if args.corpus == "desktop":
             samples = run_desktop(args.repeats)
-            print_desktop_table(samples, console)
+            print_device_table(samples, console, "desktop", DESKTOP_COLUMNS)
         else:
             samples = run_android(args.repeats)
-            print_android_table(samples, console)
+            print_device_table(samples, console, "android", ANDROID_COLUMNS)
+        console.print(f"load average during the run: {os.getloadavg()}")
         if args.json:
             with open(args.json, "w") as file:
                 json.dump([dataclasses.asdict(s) for s in samples], file, indent=1)
