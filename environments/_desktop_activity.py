@@ -8,14 +8,19 @@ reads the system instead, on an X connection of its own:
   (SubstructureNotify on the root window), the active window and the client list
   changing (PropertyNotify of `_NET_ACTIVE_WINDOW` / `_NET_CLIENT_LIST` on the root):
   events, each restarting the quiet window as a pixel change does;
+- **requests**: a TCP connection a watched process opened since the action and still
+  holds (connecting or established: an answer awaited) is "network" — a dialog after a
+  network call; a request on a connection kept alive from before is not seen;
 - **startup notification** (freedesktop startup-notification spec: `_NET_STARTUP_INFO`
   client messages to the root): a launch announced with "new:" is work in progress until
   its "remove:";
 - **processes** (psutil): the process trees of the apps (the environment's own children
   and the owners of client windows, `_NET_WM_PID`). A process started since the action
   that is still alive while no window has been mapped since is "launching"; a process
-  using more than `cpu_busy_fraction` of a core over a sample is "cpu" — unless it was as
-  busy between the previous step and this action (a video, a busy loop: ambient).
+  running or runnable at a sample (state R: on a starved machine a computing app gets a
+  small share of a core, but the scheduler still lists it as running), or using more
+  than `cpu_busy_fraction` of a core over a sample, is "cpu" — unless it was as busy
+  between the previous step and this action (a video, a busy loop: ambient).
 
 Tk and many toolkits set no `_NET_WM_PID`, so a new window ends "launching" for every
 process started since the action (its CPU, if it still computes, keeps the step waiting).
@@ -38,6 +43,7 @@ from environments._settle import Activity
 
 logger = logging.getLogger(__name__)
 
+_IN_FLIGHT = (psutil.CONN_SYN_SENT, psutil.CONN_ESTABLISHED)
 _WINDOW_EVENTS = ("CreateNotify", "MapNotify", "UnmapNotify", "DestroyNotify",
                   "ConfigureNotify", "ReparentNotify")
 
@@ -50,7 +56,7 @@ class DesktopActivity:
     """
 
     def __init__(self, display_name: str, roots: Callable[[], Iterable[int]],
-                 cpu_busy_fraction: float = 0.15, sample_s: float = 0.05) -> None:
+                 cpu_busy_fraction: float = 0.15, sample_s: float = 0.02) -> None:
         from Xlib import X
         from Xlib import display as xdisplay
 
@@ -74,9 +80,11 @@ class DesktopActivity:
         self._cpu: dict[int, float] = {}  # pid -> cpu seconds at the last sample
         self._sampled_at = time.perf_counter()
         self._before: set[int] = set()  # pids alive at begin()
+        self._sockets_before: set[tuple] = set()  # TCP connections open at begin()
         self._ambient_cpu: set[int] = set()  # pids as busy before the action as after
         self._window_since = False
         self._busy: tuple[str, ...] = ()
+        self._running: set[int] = set()  # watched pids in state R at the last sample
 
     # ------------------------------------------------------------ processes
 
@@ -96,10 +104,12 @@ class DesktopActivity:
         return pids
 
     def _scan(self) -> dict[int, tuple[float, bool]]:
-        """pid -> (cpu seconds, alive and not a zombie) for every watched process: the
+        """pid -> (cpu seconds, alive and not a zombie) for every watched process (and the
+        set `self._running` of those running or waiting for a CPU now): the
         roots and their descendants, found through each thread's `children` list in /proc
         (a walk of a few processes, not a scan of every process on the machine)."""
         watched: dict[int, tuple[float, bool]] = {}
+        self._running = set()
         pending = list(set(self._roots()) | self._window_pids())
         while pending:
             pid = pending.pop()
@@ -109,9 +119,12 @@ class DesktopActivity:
                 proc = psutil.Process(pid)
                 with proc.oneshot():
                     times = proc.cpu_times()
-                    alive = proc.status() != psutil.STATUS_ZOMBIE
+                    status = proc.status()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+            alive = status != psutil.STATUS_ZOMBIE
+            if status == psutil.STATUS_RUNNING:
+                self._running.add(pid)
             watched[pid] = (times.user + times.system, alive)
             pending.extend(_children(pid))
         return watched
@@ -168,13 +181,27 @@ class DesktopActivity:
 
     # ------------------------------------------------------------ the settle's view
 
+    def _requests(self, pids: Iterable[int]) -> set[tuple]:
+        """The watched processes' client TCP connections in flight (connecting or open)."""
+        open_now: set[tuple] = set()
+        for pid in pids:
+            try:
+                connections = psutil.Process(pid).net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            open_now.update((pid, c.laddr, c.raddr) for c in connections
+                            if c.raddr and c.status in _IN_FLIGHT)
+        return open_now
+
     def begin(self) -> None:
         """Mark the action: what runs now is the baseline, what starts later is its work."""
         self._drain()  # events from before the action are not its reaction
         scan, shares = self._sample()
+        # busy between steps (or running right now, with nothing asked of it): ambient CPU
         self._ambient_cpu = {pid for pid, share in shares.items()
-                             if share > self.cpu_busy_fraction}
+                             if share > self.cpu_busy_fraction} | self._running
         self._before = set(scan)
+        self._sockets_before = self._requests(scan)
         self._window_since = False
         self._busy = ()
 
@@ -187,11 +214,16 @@ class DesktopActivity:
             if not self._window_since and any(
                     alive for pid, (_, alive) in scan.items() if pid not in self._before):
                 busy.append("launching")
-            if any(share > self.cpu_busy_fraction for pid, share in shares.items()
-                   if pid not in self._ambient_cpu):
+            # Running (or runnable: a starved machine gives a computing app a small share
+            # of a core, but the scheduler still lists it as running), or above the share.
+            if any(pid not in self._ambient_cpu for pid in self._running) or any(
+                    share > self.cpu_busy_fraction for pid, share in shares.items()
+                    if pid not in self._ambient_cpu):
                 busy.append("cpu")
             if self._launches:
                 busy.append("startup")
+            if self._requests(scan) - self._sockets_before:
+                busy.append("network")
             self._busy = tuple(busy)
         return Activity(busy=self._busy, events=events)
 

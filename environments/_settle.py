@@ -163,7 +163,8 @@ class Activity:
 
     `busy` names work in progress now, whose result is not on screen yet: "launching" (a
     process started since the action has no window yet), "cpu" (an app burns CPU),
-    "startup" (a launch announced by startup notification), "transition" (an Android app
+    "startup" (a launch announced by startup notification), "network" (an app's request
+    in flight), "transition" (an Android app
     transition, or a focused app whose window is not drawn yet). `events` names what
     happened since the previous poll: "window" (created, mapped, unmapped, configured),
     "focus" (the active window or focused activity changed), "ime" (the keyboard shown or

@@ -6,13 +6,18 @@ timeout and is reported as masked, and the timeout bounds a window that changes
 everywhere forever. The signals (environments/_desktop_activity.py), each with a real
 program the click starts: a late window (a launched program that sleeps before mapping
 it) and a CPU-bound launch (one that computes first) are waited for, though the screen
-shows nothing for a second; a dead click still returns in a fraction of that.
+shows nothing for a second, as are an app computing before its dialog and a dialog after
+a network call; a dead click still returns in a fraction of that.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,12 +31,38 @@ BLUE = (0, 0, 255)
 LAUNCHED = (920, 220)  # inside the launched window (settle_probe_app.LAUNCHED_GEOMETRY)
 
 
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[str]:
+    """A loopback HTTP server whose GET /slow?ms=N answers N ms later (its latency)."""
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            time.sleep(int(query["ms"][0]) / 1000)  # the server's latency, not a test sync
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/slow"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture()
 def probe_app(desktop: DesktopEnv, request) -> Iterator[tuple[int, int]]:  # noqa: F811
     """Start the probe app with (delay_ms, tick_ms, mode); yield a point of its panel."""
     delay_ms, tick_ms, mode = request.param
+    url = request.getfixturevalue("slow_server") if mode == "http" else ""
     desktop.reset(plain_task())
-    desktop.spawn([sys.executable, str(APP), str(delay_ms), str(tick_ms), mode])
+    desktop.spawn([sys.executable, str(APP), str(delay_ms), str(tick_ms), mode, url])
     window = desktop.wait_for_window("^cua-settle-probe$")
     x, y, width, height = desktop.window_geometry(window)
     yield x + width // 2, y + height * 2 // 3
@@ -114,6 +145,21 @@ def test_an_app_computing_before_its_dialog_is_waited_for(desktop, probe_app) ->
         desktop.config = config
     assert obs.image().convert("RGB").getpixel(LAUNCHED) == BLUE, obs.settle
     assert "cpu" in obs.settle.waited_for, obs.settle
+
+
+@pytest.mark.parametrize("probe_app", [(1000, 0, "http")], indirect=True)
+def test_a_dialog_after_a_network_call_is_waited_for(desktop, probe_app) -> None:  # noqa: F811
+    """The click makes the app GET a local URL answered 1 s later, then open a window:
+    no CPU, no process, no screen change meanwhile; its connection in flight holds the
+    step."""
+    config = desktop.config
+    desktop.config = config.model_copy(update=WIDE_BOUND)
+    try:
+        obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
+    finally:
+        desktop.config = config
+    assert obs.image().convert("RGB").getpixel(LAUNCHED) == BLUE, obs.settle
+    assert "network" in obs.settle.waited_for, obs.settle
 
 
 @pytest.mark.parametrize("probe_app", [(600_000, 0, "clock")], indirect=True)
