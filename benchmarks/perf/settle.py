@@ -408,19 +408,26 @@ def _desktop_strategy(env, strategy: str) -> SettleResult:
     return SettleResult(_bgrx_png(env._grab_array()), time.perf_counter() - start, 1, True)
 
 
+def _env_step(env, action, signals: bool) -> tuple[float, bytes, str]:
+    """`env.step(action)` with `settle_signals` set as asked (ours, or the pixels-only
+    rule it replaced); (seconds, PNG, what held the step)."""
+    started = time.perf_counter()
+    config = env.config
+    env.config = config.model_copy(update={"settle_signals": signals})
+    try:
+        obs = env.step(action)
+    finally:
+        env.config = config
+    return (time.perf_counter() - started, obs.screenshot_png,
+            ",".join(obs.settle.waited_for) if obs.settle else "")
+
+
 def _desktop_step(env, action, strategy: str) -> tuple[float, bytes, str]:
     """One step as DesktopEnv.step does it, with `strategy`'s wait; (seconds, PNG, what
     held ours)."""
     started = time.perf_counter()
     if strategy in ("ours", "pixels only (before)"):
-        config = env.config
-        env.config = config.model_copy(update={"settle_signals": strategy == "ours"})
-        try:
-            obs = env.step(action)
-        finally:
-            env.config = config
-        return (time.perf_counter() - started, obs.screenshot_png,
-                ",".join(obs.settle.waited_for) if obs.settle else "")
+        return _env_step(env, action, signals=strategy == "ours")
     env._execute(action)
     png = _desktop_strategy(env, strategy).screenshot_png
     return time.perf_counter() - started, png, ""
@@ -516,14 +523,7 @@ def _android_step(env, strategy: str) -> tuple[float, bytes, str]:
     started = time.perf_counter()
     action = Click(x=ANDROID_GO[0], y=ANDROID_GO[1])
     if strategy in ("ours", "pixels only (before)"):
-        config = env.config
-        env.config = config.model_copy(update={"settle_signals": strategy == "ours"})
-        try:
-            obs = env.step(action)
-        finally:
-            env.config = config
-        return (time.perf_counter() - started, obs.screenshot_png,
-                ",".join(obs.settle.waited_for) if obs.settle else "")
+        return _env_step(env, action, signals=strategy == "ours")
     env._execute(action)
     if strategy == "two frames (before)":  # the older rule: two identical screencaps
         png = wait_until_settled(env.screenshot_png, lambda: True, lambda: None,
