@@ -308,7 +308,10 @@ def settle_on_pixels(
         current = grab()
         frames += 1
         t = time.perf_counter() - start
-        changed = changed_cells(frame, current)
+        # most frames equal the last one: one comparison, no per-cell work (the CPU a
+        # frame costs matters on a starved machine)
+        same = current.shape == frame.shape and np.array_equal(current, frame)
+        changed = np.zeros(grid, dtype=bool) if same else changed_cells(frame, current)
         if changed.shape != grid:  # the screen changed size: start over on the new grid
             grid = changed.shape
             prior = memory.mask(grid) if memory is not None else np.zeros(grid, dtype=bool)
@@ -320,7 +323,7 @@ def settle_on_pixels(
             np.minimum(first_change, np.where(changed, t, np.inf), out=first_change)
             last_change[changed] = t
             changes += changed
-        if not np.array_equal(current, frame):
+        if not same:
             png = None
         frame = current
     if memory is not None:

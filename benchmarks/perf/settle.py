@@ -343,10 +343,17 @@ def print_web_table(samples: list[Sample], console: Console) -> dict[str, dict[s
 # ---------------------------------------------------------------- desktop corpus
 
 # On the desktop and the phone: ours (system signals + pixels) beside the pixels-only rule
-# it replaced, the older two-frame rule, fixed sleeps and the single capture.
+# it replaced, the older two-frame rule, fixed sleeps and the single capture; and a
+# reference that is no strategy: single captures until the reaction's mark shows, whose
+# time is when the reaction became visible under this run's load (a launched program's
+# start alone can take a second on a starved machine), the yardstick of "reaction +
+# 300 ms".
+REFERENCE = "reaction visible (reference)"
 DEVICE_STRATEGIES: dict[str, float | None] = {
     "ours": None, "pixels only (before)": None, **{k: v for k, v in STRATEGIES.items()
-                                                   if k != "ours"}}
+                                                   if k != "ours"},
+    REFERENCE: None}
+REFERENCE_LIMIT_S = 6.0  # the reference polls this long past the reaction's nominal time
 DESKTOP_DELAYS_MS = (0, 150, 300, 600, 1000)
 LAUNCH_DELAYS_MS = (500, 1000, 1500)
 PANEL_BLUE, PANEL_GREY = (0, 0, 255), (224, 224, 224)
@@ -422,13 +429,27 @@ def _env_step(env, action, signals: bool) -> tuple[float, bytes, str]:
             ",".join(obs.settle.waited_for) if obs.settle else "")
 
 
-def _desktop_step(env, action, strategy: str) -> tuple[float, bytes, str]:
+def _until_seen(capture, seen, limit_s: float) -> bytes:
+    """Capture (PNG) until `seen(decoded frame)` or `limit_s` passes; the last capture."""
+    deadline = time.perf_counter() + limit_s
+    while True:
+        png = capture()
+        if seen(decode_png(png)) or time.perf_counter() > deadline:
+            return png
+
+
+def _desktop_step(env, action, strategy: str, seen, reaction_s: float
+                  ) -> tuple[float, bytes, str]:
     """One step as DesktopEnv.step does it, with `strategy`'s wait; (seconds, PNG, what
-    held ours)."""
+    held ours). `seen(frame)` says whether the reaction's mark shows (the reference)."""
     started = time.perf_counter()
     if strategy in ("ours", "pixels only (before)"):
         return _env_step(env, action, signals=strategy == "ours")
     env._execute(action)
+    if strategy == REFERENCE:
+        png = _until_seen(lambda: _desktop_strategy(env, "single capture (floor)")
+                          .screenshot_png, seen, reaction_s + REFERENCE_LIMIT_S)
+        return time.perf_counter() - started, png, ""
     png = _desktop_strategy(env, strategy).screenshot_png
     return time.perf_counter() - started, png, ""
 
@@ -476,8 +497,13 @@ def run_desktop(repeats: int) -> list[Sample]:
                 for strategy in DEVICE_STRATEGIES:
                     env.step(Click(x=point[0], y=point[1], button="right"))
                     _wait_screen(env, start_state)
+                    def mark_shown(frame: np.ndarray, mark=mark) -> bool:
+                        return _colour(frame, mark) == PANEL_BLUE
+
+                    if strategy == REFERENCE and case.kind == "static":
+                        continue  # nothing will show
                     step_s, png, held = _desktop_step(env, Click(x=point[0], y=point[1]),
-                                                      strategy)
+                                                      strategy, mark_shown, case.lasts_s)
                     shown = _colour(decode_png(png), mark)
                     samples.append(Sample(
                         strategy, case.name, case.kind, "clock" if case.tick_ms else "none",
@@ -491,7 +517,8 @@ def run_desktop(repeats: int) -> list[Sample]:
                     env.step(Type(text="clear\n"))
                     _wait_screen(env, lambda frame: not _red_bar(frame))
                     command = f"sleep {sleep_s}; printf '\\033[41m%40s\\033[0m\\n' ''\n"
-                    step_s, png, held = _desktop_step(env, Type(text=command), strategy)
+                    step_s, png, held = _desktop_step(env, Type(text=command), strategy,
+                                                      _red_bar, sleep_s)
                     samples.append(Sample(strategy, f"xterm: sleep {sleep_s}; print", "process",
                                           "blinking cursor", step_s,
                                           not _red_bar(decode_png(png)), held, [], sleep_s))
@@ -518,13 +545,18 @@ def android_cases() -> list[DesktopCase]:
     return cases
 
 
-def _android_step(env, strategy: str) -> tuple[float, bytes, str]:
+def _android_step(env, strategy: str, reaction_s: float) -> tuple[float, bytes, str]:
     """Tap the probe's button as AndroidEnvironment.step does, waiting as `strategy`."""
     started = time.perf_counter()
     action = Click(x=ANDROID_GO[0], y=ANDROID_GO[1])
     if strategy in ("ours", "pixels only (before)"):
         return _env_step(env, action, signals=strategy == "ours")
     env._execute(action)
+    if strategy == REFERENCE:
+        png = _until_seen(env.screenshot_png,
+                          lambda frame: _colour(frame, ANDROID_PANEL) == PANEL_BLUE,
+                          reaction_s + REFERENCE_LIMIT_S)
+        return time.perf_counter() - started, png, ""
     if strategy == "two frames (before)":  # the older rule: two identical screencaps
         png = wait_until_settled(env.screenshot_png, lambda: True, lambda: None,
                                  env.config.settle_timeout_s).screenshot_png
@@ -565,12 +597,14 @@ def run_android(repeats: int) -> list[Sample]:
                                    launch_ms=case.delay_ms if case.mode == "launch" else 0)
                     env.reset(task)
                     for strategy in DEVICE_STRATEGIES:
+                        if strategy == REFERENCE and case.kind == "static":
+                            continue  # nothing will show
                         # a launch starts the probe over: panel grey, no reaction pending
                         env.shell(f"am start -n {ANDROID_PROBE}/.MainActivity")
                         if _colour(decode_png(env.screenshot_png()),
                                    ANDROID_PANEL) != PANEL_GREY:
                             raise RuntimeError("the probe app did not start over")
-                        step_s, png, held = _android_step(env, strategy)
+                        step_s, png, held = _android_step(env, strategy, case.lasts_s)
                         shown = _colour(decode_png(png), ANDROID_PANEL)
                         samples.append(Sample(
                             strategy, case.name, case.kind,
@@ -598,7 +632,7 @@ def print_device_table(samples: list[Sample], console: Console, corpus: str,
     table.add_column("strategy")
     for column in columns:
         table.add_column(column, justify="right")
-    work = [c for c in columns if c not in ("static", "pure timers")]
+    work = [c for c in columns if c not in ("static", "pure timers")]  # caused by work
     table.add_column("stale: timers", justify="right")
     table.add_column("stale: work (" + ", ".join(work) + ")", justify="right")
     for strategy in DEVICE_STRATEGIES:
@@ -617,14 +651,16 @@ def print_device_table(samples: list[Sample], console: Console, corpus: str,
         console.print(f"{corpus}: ours / single capture on static steps, median: "
                       f"{statistics.median(static) / statistics.median(floor):.2f}x "
                       f"(target <= 1.5x)")
-    caught = [s for s in ours if s.kind not in ("static", "timer") and not s.stale]
+    seen = {s.reaction: s.step_s for s in samples if s.strategy == REFERENCE and not s.stale}
+    caught = [s for s in ours if s.kind not in ("static", "timer") and not s.stale
+              and s.reaction in seen]
     if caught:
-        over = [s.step_s - s.reaction_s for s in caught]
-        worst = max(caught, key=lambda s: s.step_s - s.reaction_s)
-        console.print(f"{corpus}: ours on work-caused reactions, step - reaction: median "
-                      f"{statistics.median(over) * 1000:.0f} ms, p90 {_p90(over) * 1000:.0f} ms, "
-                      f"max {(worst.step_s - worst.reaction_s) * 1000:.0f} ms ({worst.reaction})"
-                      " (target <= 300 ms)")
+        over = {s.reaction: s.step_s - seen[s.reaction] for s in caught}
+        worst = max(over, key=over.__getitem__)
+        console.print(f"{corpus}: ours on work-caused reactions, step - when the reaction "
+                      f"became visible (reference): median "
+                      f"{statistics.median(over.values()) * 1000:.0f} ms, max "
+                      f"{over[worst] * 1000:.0f} ms ({worst}) (target <= 300 ms)")
     held = statistics.multimode(s.reason for s in ours if s.kind not in ("static", "timer"))
     console.print(f"{corpus}: what held ours on work-caused reactions (mode): {held}")
 
