@@ -67,6 +67,49 @@ def test_relative_links_resolve() -> None:
     assert not broken, "broken relative links:\n" + "\n".join(broken)
 
 
+def test_links_and_paths_stay_inside_the_repository() -> None:
+    """A user's clone has only the repository: no link or `../path` may leave it."""
+    outside = []
+    for doc in DOC_FILES:
+        text = doc.read_text()
+        targets = [t for t in LINK.findall(text) if "://" not in t and not t.startswith("mailto:")]
+        targets += re.findall(r"`(\.\./[^`\s]+)`", text)
+        for target in targets:
+            if not (doc.parent / target).resolve().is_relative_to(ROOT):
+                outside.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert not outside, "paths outside the repository:\n" + "\n".join(outside)
+
+
+NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def _numbers(text: str) -> list[str]:
+    return [n.replace(",", "") for n in NUMBER.findall(text)]
+
+
+def test_each_measured_figure_in_the_readme_appears_in_the_page_it_cites() -> None:
+    """Every number in the README's Measured table is on a docs page the row links to
+    (where the command that produced it is written beside it)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Measured\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines()
+            if line.startswith("|") and not line.startswith(("| what", "|---"))]
+    assert len(rows) >= 5, f"the Measured table has {len(rows)} rows"
+    missing = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 3, f"a Measured row needs what | figure | command / page: {row}"
+        what, figure, source = cells
+        pages = [ROOT / target for target in LINK.findall(source)]
+        assert pages, f"the Measured row {what!r} cites no docs page"
+        cited = " ".join(" ".join(_numbers(page.read_text())) for page in pages)
+        for number in _numbers(figure):
+            if not re.search(rf"(?<![\d.]){re.escape(number)}(?!\.?\d)", cited):
+                missing.append(f"{what}: {number} (not in {', '.join(p.name for p in pages)})")
+    assert not missing, "README figures without a source on the cited page:\n" + "\n".join(
+        missing)
+
+
 @dataclass(frozen=True)
 class Block:
     line: int
