@@ -133,3 +133,36 @@ def test_server_side_tool_and_reasoning_parsers_are_undone(chat_server: str) -> 
 def test_a_misspelt_option_is_an_error_not_ignored() -> None:
     with pytest.raises(ValueError, match="backoff_s"):
         OpenAICompatPolicy.from_options(model="m", backoff_s=0.5, check_model=False)
+
+
+def test_sdk_errors_become_one_line_messages_that_say_what_to_do() -> None:
+    """The SDK's own exception types (as it raises them for these answers) -> our errors."""
+    import httpx2
+    import openai
+
+    policy = OpenAICompatPolicy.from_options(base_url="http://127.0.0.1:9/v1", model="m",
+                                             check_model=False, max_retries=2,
+                                             api_key_env="CUA_TEST_KEY")
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    request = httpx2.Request("POST", url)
+
+    def status_error(cls, code: int, message: str) -> Exception:
+        body = {"message": message, "type": cls.__name__}
+        response = httpx2.Response(code, json={"error": body}, request=request)
+        return cls(f"Error code: {code}", response=response, body=body)
+
+    cases = [
+        (status_error(openai.BadRequestError, 400, "image too large"),
+         f"HTTP 400 from {url}: image too large"),
+        (status_error(openai.AuthenticationError, 401, "bad key"),
+         f"HTTP 401 from {url}: bad key (set the API key in $CUA_TEST_KEY)"),
+        (status_error(openai.InternalServerError, 503, "overloaded"),
+         f"giving up after 3 attempts: HTTP 503 from {url}: overloaded"),
+        (openai.APITimeoutError(request=request),
+         f"giving up after 3 attempts: timed out after 120 s waiting for {url}"),
+    ]
+    for exc, message in cases:
+        failure = policy._failure(exc)
+        assert str(failure) == message and "\n" not in message
+    down = policy._failure(openai.APIConnectionError(request=request))
+    assert isinstance(down, ServerUnreachable) and "vllm serve" in str(down)
