@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
+from agent.config import Limits, OutputConfig, PolicyOptions, RunConfig
 from agent.runner import RunSummary, run_suite
 from policies.prompting import PromptConfig
 from trajectories.record import EpisodeRecord, EpisodeResult, StepRecord
@@ -301,11 +302,13 @@ def evolve(options: EvolveOptions, *, console: Console | None = None,
             policy_options = {} if seeded else {**options.policy_options, "model": checkpoint}
             console.rule(f"round {round_index}: rollouts by {rollout_policy}"
                          + ("" if seeded else f" ({checkpoint})"))
-            rollouts = run_suite(
-                options.suite, rollout_policy, tasks, options.group,
-                options.seed + round_index * options.group, folder / "rollouts",
-                policy_options=policy_options, max_steps=options.max_steps, console=console,
-                show_progress=show_progress)
+            rollouts = run_suite(RunConfig(
+                suite=options.suite, policy=rollout_policy, tasks=tasks,
+                episodes_per_task=options.group, seed=options.seed + round_index * options.group,
+                policy_options=PolicyOptions(**policy_options),
+                limits=Limits(max_steps=options.max_steps),
+                output=OutputConfig(out_dir=folder / "rollouts")),
+                console=console, show_progress=show_progress)
             run = RunDir(folder / "rollouts")
             verdicts = judge_run(run, rollouts.results, options, critic)
             (folder / "verdicts.jsonl").write_text(
@@ -343,11 +346,14 @@ def evolve(options: EvolveOptions, *, console: Console | None = None,
                 summary.checkpoint_out = checkpoint
             if options.eval_episodes:
                 console.rule(f"round {round_index}: evaluating {checkpoint}")
-                evaluation = run_suite(
-                    options.suite, options.policy, tasks, options.eval_episodes,
-                    options.eval_seed, folder / "eval",
-                    policy_options={**options.policy_options, "model": checkpoint},
-                    max_steps=options.max_steps, console=console, show_progress=show_progress)
+                evaluation = run_suite(RunConfig(
+                    suite=options.suite, policy=options.policy, tasks=tasks,
+                    episodes_per_task=options.eval_episodes, seed=options.eval_seed,
+                    policy_options=PolicyOptions(**{**options.policy_options,
+                                                    "model": checkpoint}),
+                    limits=Limits(max_steps=options.max_steps),
+                    output=OutputConfig(out_dir=folder / "eval")),
+                    console=console, show_progress=show_progress)
                 summary.eval_success = _rates(evaluation)
             summaries.append(summary)
             (out / "evolve.json").write_text(json.dumps(

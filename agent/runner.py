@@ -1,10 +1,10 @@
 """The rollout runner: many episodes of a suite into one run directory, with resume.
 
-`run_suite` plans the episodes — (task, seed) pairs with seeds ``seed, seed+1, ...`` per
-task, optionally several samples of each — opens the run directory (checking that an
-existing one was made with the same config), skips the episodes already in
-``results.jsonl``, deletes the partial directories of episodes a killed run left behind,
-runs the rest through the batched agent loop, and prints a results table.
+`run_suite(config)` takes one `agent.config.RunConfig`, plans its episodes — (task, seed)
+pairs with seeds ``seed, seed+1, ...`` per task, optionally several samples of each — opens
+the run directory (checking that an existing one was made with the same config), skips the
+episodes already in ``results.jsonl``, deletes the partial directories of episodes a killed
+run left behind, runs the rest through the engine, and prints a results table.
 
 Resuming is running the same command again: a killed-and-resumed run ends with exactly
 one result line per planned episode.
@@ -17,7 +17,6 @@ import enum
 import functools
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -37,8 +36,8 @@ from rich.progress import (
 from rich.table import Table
 
 from actions.contracts import Environment, Policy, Task
+from agent.config import RESUME_KEYS, RunConfig, redact_options
 from agent.engine.episode import (
-    DEFAULT_MAX_PARSE_FAILURES,
     EpisodeSpec,
     LoopOptions,
     run_blocking,
@@ -52,9 +51,6 @@ from trajectories.record import EpisodeResult, episode_key, to_json_text
 from trajectories.store import RunWriter, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
-
-_SECRET_OPTION = re.compile(r"(key|token|secret|password)", re.IGNORECASE)
-
 
 class RunAborted(RuntimeError):
     """The run stopped early (e.g. every recent episode failed with an error)."""
@@ -142,12 +138,6 @@ def episode_id_for(task_id: str, seed: int, sample: int = 0) -> str:
     if safe != task_id:  # keep ids unique when sanitizing merged different task ids
         safe = f"{safe}-{hashlib.sha1(task_id.encode()).hexdigest()[:6]}"
     return f"{safe}_seed{seed}" + (f"_sample{sample}" if sample else "")
-
-
-def redact_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Options as stored in the manifest: values of secret-looking keys replaced."""
-    return {k: ("<redacted>" if _SECRET_OPTION.search(k) and v is not None else v)
-            for k, v in options.items()}
 
 
 def plan_episodes(
@@ -476,80 +466,58 @@ def _drop_errored_results(writer: RunWriter, keys: set[str]) -> None:
 
 
 def run_suite(
-    suite: Suite | str,
-    policy: str | Policy,
-    task_ids: Sequence[str] | str,
-    episodes_per_task: int,
-    seed: int,
-    out_dir: str | os.PathLike[str],
+    config: RunConfig,
     *,
-    policy_options: dict[str, Any] | None = None,
-    suite_options: dict[str, Any] | None = None,
-    env_options: dict[str, Any] | None = None,
-    max_steps: int | None = None,
-    time_limit_s: float | None = None,
-    samples_per_seed: int = 1,
-    num_envs: int = 1,
-    max_parse_failures: int = DEFAULT_MAX_PARSE_FAILURES,
-    success_threshold: float | None = None,
-    retry_errors: bool = False,
-    max_consecutive_errors: int | None = 10,
+    suite: Suite | None = None,
+    policy: Policy | None = None,
     invocation: dict[str, Any] | None = None,
     console: Console | None = None,
     show_progress: bool = True,
-    fsync: bool = True,
-    workers: int = 0,
-    backend: str = "process",
-    backend_options: dict[str, Any] | None = None,
-    safety: Any = None,
 ) -> RunSummary:
-    """Evaluate `policy` on `suite` into the run directory `out_dir` (resuming it).
+    """Run `config` (agent.config.RunConfig) into its run directory, resuming it.
 
-    `task_ids`: task ids, or 'all'. Seeds are ``seed .. seed+episodes_per_task-1`` per
-    task; `samples_per_seed` > 1 repeats each (task, seed) (rollout groups for RL).
-    `policy`: a registry name ('qwen3vl', 'openai', ...) built with `policy_options`,
-    'oracle'/'expert' for the suite's scripted expert, or a Policy object.
-    `env_options` go to `suite.make_environment`, `suite_options` to the suite factory.
-    Raises RunConfigMismatch if `out_dir` holds a run made with other settings.
+    `suite` / `policy`: objects to use instead of building ``config.suite`` /
+    ``config.policy`` by name (tests, benchmarks, programs holding a Policy); the config
+    still names them (the manifest records the config). `invocation` is logged in the manifest
+    (e.g. the command line). Raises RunConfigMismatch if the run directory holds a run whose
+    config differs in what an episode means (agent.config.RESUME_KEYS).
     """
-    suite_options = dict(suite_options or {})
-    suite_obj = get_suite(suite, **suite_options) if isinstance(suite, str) else suite
-    if isinstance(task_ids, str):
-        task_ids = (suite_obj.list_tasks() if task_ids == "all"
-                    else [t.strip() for t in task_ids.split(",") if t.strip()])
-    planned = plan_episodes(suite_obj, list(task_ids), episodes_per_task, seed,
-                            samples_per_seed=samples_per_seed,
-                            task_overrides={"max_steps": max_steps, "time_limit_s": time_limit_s})
-    policy_name = policy if isinstance(policy, str) else getattr(policy, "name", "policy")
-    config = {
-        "kind": "suite",
-        "suite": suite_obj.name,
-        "suite_options": suite_options,
-        "env_options": dict(env_options or {}),
-        "policy": policy_name,
-        "policy_options": redact_options(dict(policy_options or {})),
-        "max_steps": max_steps,
-        "time_limit_s": time_limit_s,
-        "max_parse_failures": max_parse_failures,
-        "success_threshold": success_threshold,
-    }
-    if safety is not None:
-        config["safety"] = safety.describe()
-    writer = RunWriter(out_dir, config, fsync=fsync, invocation={
-        **(invocation or {}), "tasks": list(task_ids), "episodes_per_task": episodes_per_task,
-        "seed": seed, "samples_per_seed": samples_per_seed})
-    options = LoopOptions(max_steps=max_steps, time_limit_s=time_limit_s,
-                          max_parse_failures=max_parse_failures,
-                          success_threshold=success_threshold, platform=suite_obj.platform)
+    if config.output.out_dir is None:
+        raise ValueError("the run config has no output.out_dir: say where to record the run")
+    if policy is not None and is_expert_policy(config.policy):
+        raise ValueError("a Policy object is given but the config names the scripted expert "
+                         f"{config.policy!r}: set config.policy to the policy's name (the "
+                         "manifest records it)")
+    if suite is None:
+        suite = get_suite(config.suite, **config.suite_options)
+    if config.record_click_targets:
+        from benchmarks.grounding.click_targets import ClickTargetSuite
+
+        suite = ClickTargetSuite(suite)
+    task_ids = suite.list_tasks() if config.tasks == "all" else list(config.tasks)
+    limits = config.limits
+    planned = plan_episodes(suite, task_ids, config.episodes_per_task, config.seed,
+                            samples_per_seed=config.samples_per_seed,
+                            task_overrides={"max_steps": limits.max_steps,
+                                            "time_limit_s": limits.time_limit_s})
+    writer = RunWriter(config.output.out_dir, config.stored(), fsync=config.output.fsync,
+                       resume_keys=RESUME_KEYS, invocation=dict(invocation or {}))
+    options = LoopOptions(max_steps=limits.max_steps, time_limit_s=limits.time_limit_s,
+                          max_parse_failures=limits.max_parse_failures,
+                          success_threshold=limits.success_threshold, platform=suite.platform)
+    engine = config.engine
     return execute_run(
         writer, planned,
         # partial of a bound method: picklable, so worker processes can build environments
-        make_environment=functools.partial(suite_obj.make_environment, **(env_options or {})),
-        policy=policy, policy_options=policy_options, make_expert=suite_obj.make_expert,
-        options=options, num_envs=num_envs, retry_errors=retry_errors,
-        max_consecutive_errors=max_consecutive_errors, console=console,
-        show_progress=show_progress, title=f"{suite_obj.name} / {policy_name}",
-        workers=workers, backend=backend, backend_options=backend_options, safety=safety,
+        make_environment=functools.partial(suite.make_environment, **config.env_options),
+        policy=policy if policy is not None else config.policy,
+        policy_options=config.policy_options.factory_options(),
+        make_expert=suite.make_expert, options=options, num_envs=engine.num_envs,
+        retry_errors=engine.retry_errors,
+        max_consecutive_errors=engine.max_consecutive_errors or None, console=console,
+        show_progress=show_progress, title=f"{suite.name} / {config.policy}",
+        workers=engine.workers, backend=engine.backend, backend_options=dict(engine.options),
+        safety=config.safety,
     )
 
 

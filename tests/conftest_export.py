@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import RunConfig
 from agent.runner import run_suite
 
 
@@ -16,8 +17,11 @@ def oracle_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Oracle on click-test and click-button, seeds 0-1, two samples per seed (so every
     (screenshot, action) step appears twice): 8 one-step successful episodes."""
     out = tmp_path_factory.mktemp("oracle-run") / "run"
-    summary = run_suite("miniwob", "oracle", ["click-test", "click-button"], 2, 0, out,
-                        samples_per_seed=2, max_steps=1, show_progress=False, fsync=False)
+    summary = run_suite(RunConfig(
+        suite="miniwob", policy="oracle", tasks=["click-test", "click-button"], episodes_per_task=2,
+        seed=0, samples_per_seed=2, limits={"max_steps": 1},
+        output={"out_dir": out, "fsync": False},
+    ), show_progress=False)
     assert summary.complete and all(r.success for r in summary.results)
     return out
 
@@ -27,10 +31,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
     """The tiny Qwen3-VL (random weights) on click-test seed 0, two samples, two steps
     each: its outputs do not parse, so the second step replays the first as history."""
     out = tmp_path_factory.mktemp("tiny-run") / "run"
-    summary = run_suite(
-        "miniwob", "qwen3vl", ["click-test"], 1, 0, out, samples_per_seed=2, max_steps=2,
-        policy_options={"model": str(tiny_model_dir), "device": "cpu", "max_new_tokens": 8,
-                        "temperature": 1.0, "seed": 0},
-        show_progress=False, fsync=False)
+    summary = run_suite(RunConfig(
+        suite="miniwob", policy="qwen3vl", tasks=["click-test"], episodes_per_task=1, seed=0,
+        samples_per_seed=2,
+        policy_options={"model": str(tiny_model_dir), "device": "cpu", "max_new_tokens": 8, "temperature": 1.0, "seed": 0},
+        limits={"max_steps": 2}, output={"out_dir": out, "fsync": False},
+    ), show_progress=False)
     assert summary.complete
     return out

@@ -36,7 +36,7 @@ def test_eval_runs_records_and_prints_the_table(tmp_path):
     assert sorted(r.key for r in RunDir(tmp_path).results()) == [
         "unit/a/7", "unit/a/8", "unit/long-3/7", "unit/long-3/8"]
     manifest = RunDir(tmp_path).manifest()
-    assert manifest.invocations[0]["seed"] == 7 and "argv" in manifest.invocations[0]
+    assert manifest.config["seed"] == 7 and "argv" in manifest.invocations[0]
 
 
 def test_eval_resume_message_and_no_duplicates(tmp_path):

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from actions.contracts import EpisodeState, PolicyOutput
 from actions.models import Answer, Click
 from agent.cli.main import app
+from agent.config import RunConfig
 from agent.runner import run_suite
 from benchmarks.miniwob import MiniWoBSuite
 from policies import registry as policy_registry
@@ -143,7 +144,10 @@ class _SuiteWithBrowserKill(MiniWoBSuite):
 
 def test_browser_killed_mid_episode_is_an_error_and_the_run_goes_on(tmp_path):
     suite = _SuiteWithBrowserKill(victim="enter-text_seed1")
-    summary = run_suite(suite, "oracle", ["enter-text"], 3, 0, tmp_path, show_progress=False)
+    summary = run_suite(RunConfig(
+        suite=suite.name, policy="oracle", tasks=["enter-text"], episodes_per_task=3, seed=0,
+        output={"out_dir": tmp_path},
+    ), suite=suite, show_progress=False)
     assert suite.experts[0].killed_pid is not None
     by_seed = {r.seed: r for r in summary.results}
     assert sorted(by_seed) == [0, 1, 2]

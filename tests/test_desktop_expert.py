@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import RunConfig
 from agent.runner import run_suite
 from benchmarks.desktop import DesktopSuite
 from benchmarks.osworld import domain_summary
@@ -19,7 +20,10 @@ SUITE = DesktopSuite()
 @pytest.mark.slow
 def test_expert_solves_every_local_task_through_the_runner(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    summary = run_suite("desktop", "oracle", "all", 1, 0, out, show_progress=False, fsync=False)
+    summary = run_suite(RunConfig(
+        suite="desktop", policy="oracle", tasks="all", episodes_per_task=1, seed=0,
+        output={"out_dir": out, "fsync": False},
+    ), show_progress=False)
     failed = {r.task_id: (r.reward, r.terminated_by, r.error) for r in summary.results
               if not r.success}
     assert not failed

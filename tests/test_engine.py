@@ -29,6 +29,7 @@ from conftest_loop import (
 from rich.console import Console
 
 from actions.contracts import PolicyOutput
+from agent.config import RunConfig
 from agent.engine.episode import EpisodeSpec, LoopOptions, run_engine
 from agent.engine.hosts import HostDied, HostPool, ThreadHost
 from agent.engine.policy_service import BatchingPolicy, ConcurrentPolicy, ExpertPolicy
@@ -193,18 +194,22 @@ def test_a_dead_host_ends_its_episode_and_is_restarted_for_the_next():
 def test_a_fatal_error_stops_the_run_and_leaves_the_rest_without_results(tmp_path):
     suite = ScriptedSuite(tasks=("crash",))
     with pytest.raises(RunAborted):
-        run_suite(suite, ScriptedPolicy([out(CLICK)]), ["crash"], 6, 0, tmp_path / "run",
-                  num_envs=2, max_consecutive_errors=2, console=Console(file=io.StringIO()))
+        run_suite(RunConfig(
+            suite=suite.name, policy="scripted", tasks=["crash"], episodes_per_task=6, seed=0,
+            engine={"num_envs": 2, "max_consecutive_errors": 2},
+            output={"out_dir": tmp_path / "run"},
+        ), suite=suite, policy=ScriptedPolicy([out(CLICK)]), console=Console(file=io.StringIO()))
     lines = count_lines(tmp_path / "run" / "results.jsonl")
     assert 2 <= lines < 6
 
 
 def test_samples_form_groups_with_one_result_each_and_concurrent_calls(tmp_path):
     suite = ScriptedSuite(tasks=("a", "long-3"))
-    summary = run_suite(suite, ScriptedPolicy([out(CLICK)]), ["a", "long-3"], 2, 0,
-                        tmp_path / "run", samples_per_seed=3, num_envs=3,
-                        backend_options={"policy_calls": "concurrent"},
-                        console=Console(file=io.StringIO()))
+    summary = run_suite(RunConfig(
+        suite=suite.name, policy="scripted", tasks=["a", "long-3"], episodes_per_task=2, seed=0,
+        samples_per_seed=3, engine={"num_envs": 3, "options": {"policy_calls": "concurrent"}},
+        output={"out_dir": tmp_path / "run"},
+    ), suite=suite, policy=ScriptedPolicy([out(CLICK)]), console=Console(file=io.StringIO()))
     assert summary.complete and summary.ran == 12
     groups: dict[tuple[str, int], list[int]] = {}
     for r in summary.results:
@@ -309,10 +314,12 @@ import io, sys
 from conftest_workers import WorkerSuite
 from conftest_loop import ScriptedPolicy, out, CLICK
 from rich.console import Console
+from agent.config import RunConfig
 from agent.runner import run_suite
-suite = WorkerSuite()
-run_suite(suite, ScriptedPolicy([out(CLICK)]), ["a", "gate", "long-3"], 3, 0, sys.argv[1],
-          num_envs=3, env_options={"gate_dir": sys.argv[2]},
+config = RunConfig(suite="unit", policy="scripted", tasks=["a", "gate", "long-3"],
+                   episodes_per_task=3, env_options={"gate_dir": sys.argv[2]},
+                   engine={"num_envs": 3}, output={"out_dir": sys.argv[1]})
+run_suite(config, suite=WorkerSuite(), policy=ScriptedPolicy([out(CLICK)]),
           console=Console(file=io.StringIO()))
 """
 
@@ -358,10 +365,14 @@ def test_outputs_cut_by_the_budget_are_counted_in_the_results_and_the_summary(tm
     whole = out(CLICK).model_copy(update={"finish_reason": "stop"})
     suite = ScriptedSuite(tasks=("long-3", "a"))
     console = Console(file=io.StringIO(), width=200)
-    summary = run_suite(suite, ScriptedPolicy([cut, whole, cut]), ["long-3"], 1, 0,
-                        tmp_path / "run", console=console)
-    summary_b = run_suite(suite, ScriptedPolicy([whole]), ["a"], 1, 0, tmp_path / "run-b",
-                          console=Console(file=io.StringIO()))
+    summary = run_suite(RunConfig(
+        suite=suite.name, policy="scripted", tasks=["long-3"], episodes_per_task=1, seed=0,
+        output={"out_dir": tmp_path / "run"},
+    ), suite=suite, policy=ScriptedPolicy([cut, whole, cut]), console=console)
+    summary_b = run_suite(RunConfig(
+        suite=suite.name, policy="scripted", tasks=["a"], episodes_per_task=1, seed=0,
+        output={"out_dir": tmp_path / "run-b"},
+    ), suite=suite, policy=ScriptedPolicy([whole]), console=Console(file=io.StringIO()))
     assert [r.cut_outputs for r in summary.results] == [2]
     assert [r.cut_outputs for r in summary_b.results] == [0]
     assert RunDir(tmp_path / "run").results()[0].cut_outputs == 2  # in results.jsonl

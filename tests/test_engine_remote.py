@@ -10,6 +10,7 @@ import pytest
 from conftest_loop import CLICK, TERMINATE, ScriptedEnv, ScriptedPolicy, out
 from rich.console import Console
 
+from agent.config import RunConfig
 from agent.runner import run_suite
 from benchmarks.miniwob import MiniWoBSuite
 from tests.conftest_env_service import TOKEN, running_service
@@ -28,12 +29,17 @@ def test_a_suite_runs_on_leased_remote_environments_and_resumes(tmp_path):
     with running_service(suite=suite, max_envs=2) as (url, app):
         options = {"url": url, "token": TOKEN}
         policy = ScriptedPolicy([out(CLICK), out(TERMINATE)])
-        first = run_suite(suite, policy, ["click-test"], 2, 0, tmp_path / "run", workers=2,
-                          backend="remote", backend_options=options,
-                          console=Console(file=io.StringIO()))
-        again = run_suite(suite, policy, ["click-test", "click-button"], 2, 0,
-                          tmp_path / "run", workers=2, backend="remote",
-                          backend_options=options, console=Console(file=io.StringIO()))
+        first = run_suite(RunConfig(
+            suite=suite.name, policy="scripted", tasks=["click-test"], episodes_per_task=2, seed=0,
+            engine={"workers": 2, "backend": "remote", "options": options},
+            output={"out_dir": tmp_path / "run"},
+        ), suite=suite, policy=policy, console=Console(file=io.StringIO()))
+        again = run_suite(RunConfig(
+            suite=suite.name, policy="scripted", tasks=["click-test", "click-button"],
+            episodes_per_task=2, seed=0,
+            engine={"workers": 2, "backend": "remote", "options": options},
+            output={"out_dir": tmp_path / "run"},
+        ), suite=suite, policy=policy, console=Console(file=io.StringIO()))
         assert len(app.state.pool.slots) == 2  # two environments served, reused
     assert (first.ran, again.ran, again.skipped) == (2, 2, 2)
     results = RunDir(tmp_path / "run").results()
@@ -47,13 +53,19 @@ def test_remote_backend_needs_a_url_and_a_token_and_a_model_policy(tmp_path, mon
     policy = ScriptedPolicy([out(TERMINATE)])
     quiet = Console(file=io.StringIO())
     with pytest.raises(ValueError, match="url="):
-        run_suite(suite, policy, ["click-test"], 1, 0, tmp_path / "a", workers=1,
-                  backend="remote", console=quiet)
+        run_suite(RunConfig(
+            suite=suite.name, policy="scripted", tasks=["click-test"], episodes_per_task=1, seed=0,
+            engine={"workers": 1, "backend": "remote"}, output={"out_dir": tmp_path / "a"},
+        ), suite=suite, policy=policy, console=quiet)
     with pytest.raises(ValueError, match="CUA_ENV_TOKEN"):
-        run_suite(suite, policy, ["click-test"], 1, 0, tmp_path / "b", workers=1,
-                  backend="remote", backend_options={"url": "http://127.0.0.1:9"},
-                  console=quiet)
+        run_suite(RunConfig(
+            suite=suite.name, policy="scripted", tasks=["click-test"], episodes_per_task=1, seed=0,
+            engine={"workers": 1, "backend": "remote", "options": {"url": "http://127.0.0.1:9"}},
+            output={"out_dir": tmp_path / "b"},
+        ), suite=suite, policy=policy, console=quiet)
     with pytest.raises(ValueError, match="model policy"):
-        run_suite(suite, "oracle", ["click-test"], 1, 0, tmp_path / "c", workers=1,
-                  backend="remote", backend_options={"url": "http://127.0.0.1:9"},
-                  console=quiet)
+        run_suite(RunConfig(
+            suite=suite.name, policy="oracle", tasks=["click-test"], episodes_per_task=1, seed=0,
+            engine={"workers": 1, "backend": "remote", "options": {"url": "http://127.0.0.1:9"}},
+            output={"out_dir": tmp_path / "c"},
+        ), suite=suite, console=quiet)

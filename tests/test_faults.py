@@ -25,6 +25,7 @@ from conftest_workers import WorkerSuite, wait_for
 from rich.console import Console
 
 from actions.models import Click
+from agent.config import RunConfig
 from agent.runner import RunAborted, run_suite
 from trajectories.record import EpisodeRecord, EpisodeResult, StepRecord
 from trajectories.store import RunDir
@@ -71,10 +72,12 @@ def test_worker_killed_mid_episode_is_restarted_and_resume_reruns_the_episode(tm
     gate.mkdir()
     run = tmp_path / "run"
     tasks = ["a", "gate", "b", "long-3"]
-    kwargs = dict(workers=2, env_options={"gate_dir": str(gate)}, console=_quiet())
+    config = RunConfig(suite="unit", tasks=tasks, episodes_per_task=2,
+                       env_options={"gate_dir": str(gate)}, engine={"workers": 2},
+                       output={"out_dir": run})
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.update(
-        summary=run_suite(WorkerSuite(), "oracle", tasks, 2, 0, run, **kwargs)))
+        summary=run_suite(config, suite=WorkerSuite(), console=_quiet())))
     thread.start()
     wait_for(lambda: (gate / "pid-0").exists(), 60, "the gate episode to start its step")
     os.kill(int((gate / "pid-0").read_text()), signal.SIGKILL)
@@ -92,7 +95,8 @@ def test_worker_killed_mid_episode_is_restarted_and_resume_reruns_the_episode(tm
     assert sum(r.success for r in results) == 6
     # Resume: the errored episodes run again (the gate now open) and succeed.
     (gate / "release").touch()
-    again = run_suite(WorkerSuite(), "oracle", tasks, 2, 0, run, retry_errors=True, **kwargs)
+    again = run_suite(config.updated(**{"engine.retry_errors": True}), suite=WorkerSuite(),
+                      console=_quiet())
     assert (again.ran, again.skipped) == (2, 6)
     results = check_run_files(run, allow_unfinished=False)
     assert len(results) == 8 and all(r.success for r in results)
@@ -102,15 +106,17 @@ def test_hung_worker_is_killed_after_its_call_timeout(tmp_path):
     gate = tmp_path / "gate"
     gate.mkdir()
     run = tmp_path / "run"
-    kwargs = dict(workers=2, env_options={"gate_dir": str(gate)}, console=_quiet(),
-                  backend_options={"call_timeout_s": 2.0})
-    summary = run_suite(WorkerSuite(), "oracle", ["a", "gate"], 1, 0, run, **kwargs)
+    config = RunConfig(suite="unit", tasks=["a", "gate"], env_options={"gate_dir": str(gate)},
+                       engine={"workers": 2, "options": {"call_timeout_s": 2.0}},
+                       output={"out_dir": run})
+    summary = run_suite(config, suite=WorkerSuite(), console=_quiet())
     results = check_run_files(run)
     by_task = {r.task_id: r for r in results}
     assert summary.complete and by_task["a"].success
     assert by_task["gate"].error.startswith("WorkerHung: worker")
     (gate / "release").touch()
-    run_suite(WorkerSuite(), "oracle", ["a", "gate"], 1, 0, run, retry_errors=True, **kwargs)
+    run_suite(config.updated(**{"engine.retry_errors": True}), suite=WorkerSuite(),
+              console=_quiet())
     assert all(r.success for r in check_run_files(run, allow_unfinished=False))
 
 
@@ -155,22 +161,23 @@ class _KillsBrowsers(ScriptedPolicy):
 
 @pytest.mark.slow
 def test_browser_killed_mid_episode_in_workers(tmp_path):
-    from benchmarks.miniwob import MiniWoBSuite
-
     run = tmp_path / "run"
     policy = _KillsBrowsers([out(Click(x=80, y=105))], name="clicker")
-    summary = run_suite(MiniWoBSuite(), policy, ["click-test"], 4, 0, run, workers=2,
-                        max_steps=3, console=_quiet())
+    summary = run_suite(RunConfig(
+        suite="miniwob", policy="scripted", tasks=["click-test"], episodes_per_task=4, seed=0,
+        limits={"max_steps": 3}, engine={"workers": 2}, output={"out_dir": run},
+    ), policy=policy, console=_quiet())
     results = check_run_files(run)
     assert summary.complete
     crashed = [r for r in results if r.error]
     assert len(crashed) == 2, [r.error for r in results]
     assert all(r.error.startswith("EnvironmentCrashed: browser crashed") for r in crashed)
     assert all(r.error is None for r in results if r not in crashed)  # browsers restarted
-    again = run_suite(MiniWoBSuite(), ScriptedPolicy([out(Click(x=80, y=105))],
-                                                     name="clicker"),
-                      ["click-test"], 4, 0, run, workers=2, max_steps=3, retry_errors=True,
-                      console=_quiet())
+    again = run_suite(RunConfig(
+        suite="miniwob", policy="scripted", tasks=["click-test"], episodes_per_task=4, seed=0,
+        limits={"max_steps": 3}, engine={"workers": 2, "retry_errors": True},
+        output={"out_dir": run},
+    ), policy=ScriptedPolicy([out(Click(x=80, y=105))], name="clicker"), console=_quiet())
     assert again.ran == 2
     assert all(r.error is None for r in check_run_files(run, allow_unfinished=False))
 
@@ -194,30 +201,34 @@ def test_policy_server_500s_then_timeouts_then_recovery(tmp_path, fake_chat_serv
     server = fake_chat_server
     run = tmp_path / "run"
     tasks = ["a", "b", "long-3"]
-    common = dict(workers=2, console=_quiet(), policy_options=_openai(server))
+    config = RunConfig(suite="unit", policy="openai", tasks=tasks, episodes_per_task=2,
+                       policy_options=_openai(server), engine={"workers": 2},
+                       output={"out_dir": run})
+
+    def run_it(**changes):
+        return run_suite(config.updated(**changes), suite=WorkerSuite(), console=_quiet())
+
     server.set_mode("500")
     with pytest.raises(RunAborted, match="in a row ended with an error"):
-        run_suite(WorkerSuite(), "openai", tasks, 2, 0, run, max_consecutive_errors=2,
-                  **common)
+        run_it(**{"engine.max_consecutive_errors": 2})
     results = check_run_files(run)
     assert 2 <= len(results) <= 3
     assert all("PolicyBackendError" in r.error and "HTTP 500" in r.error for r in results)
 
     server.set_mode("hang")
-    summary = run_suite(WorkerSuite(), "openai", tasks, 2, 0, run, retry_errors=True,
-                        max_consecutive_errors=None, **common)
+    summary = run_it(**{"engine.retry_errors": True, "engine.max_consecutive_errors": 0})
     server.release()
     assert summary.complete
     results = check_run_files(run)
     assert all("timed out" in r.error for r in results)
 
     server.set_mode("garbage")
-    summary = run_suite(WorkerSuite(), "openai", tasks[:1], 1, 0, tmp_path / "garbage",
-                        max_consecutive_errors=None, **common)
+    summary = run_it(tasks=tasks[:1], episodes_per_task=1,
+                     **{"output.out_dir": tmp_path / "garbage", "engine.max_consecutive_errors": 0})
     assert "not JSON" in summary.results[0].error
 
     server.set_mode("ok")
-    summary = run_suite(WorkerSuite(), "openai", tasks, 2, 0, run, retry_errors=True, **common)
+    summary = run_it(**{"engine.retry_errors": True})
     results = check_run_files(run, allow_unfinished=False)
     assert summary.complete and len(results) == 6 and all(r.success for r in results)
 
@@ -225,10 +236,12 @@ def test_policy_server_500s_then_timeouts_then_recovery(tmp_path, fake_chat_serv
 def test_adversarial_model_outputs_through_client_parser_and_loop(tmp_path, fake_chat_server):
     fake_chat_server.set_mode("adversarial")
     run = tmp_path / "run"
-    summary = run_suite(WorkerSuite(), "openai", ["long-3"], 3, 0, run, workers=2,
-                        max_steps=len(ADVERSARIAL_OUTPUTS), max_parse_failures=100,
-                        max_consecutive_errors=None, console=_quiet(),
-                        policy_options=_openai(fake_chat_server, timeout_s=30.0))
+    summary = run_suite(RunConfig(
+        suite="unit", policy="openai", tasks=["long-3"], episodes_per_task=3, seed=0,
+        policy_options=_openai(fake_chat_server, timeout_s=30.0),
+        limits={"max_steps": len(ADVERSARIAL_OUTPUTS), "max_parse_failures": 100},
+        engine={"workers": 2, "max_consecutive_errors": 0}, output={"out_dir": run},
+    ), suite=WorkerSuite(), console=_quiet())
     assert summary.complete
     results = check_run_files(run, allow_unfinished=False)
     assert len(results) == 3
@@ -337,8 +350,11 @@ def test_control_tokens_in_model_output_do_not_break_the_local_model(tmp_path):
     policy = _FirstOutputHasControlTokens(Qwen3VLPolicy.from_options(
         model=str(model), device="cpu", max_new_tokens=8))
     run = tmp_path / "run"
-    summary = run_suite(WorkerSuite(), policy, ["long-3"], 2, 0, run, workers=2, max_steps=3,
-                        max_parse_failures=3, console=_quiet())
+    summary = run_suite(RunConfig(
+        suite="unit", policy="scripted", tasks=["long-3"], episodes_per_task=2, seed=0,
+        limits={"max_steps": 3, "max_parse_failures": 3}, engine={"workers": 2},
+        output={"out_dir": run},
+    ), suite=WorkerSuite(), policy=policy, console=_quiet())
     results = check_run_files(run, allow_unfinished=False)
     assert summary.complete and all(r.error is None for r in results), results
     step = RunDir(run).steps(results[0].episode_id)[1]

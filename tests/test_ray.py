@@ -12,6 +12,7 @@ from conftest_loop import CLICK, ScriptedPolicy, out
 from conftest_workers import WorkerSuite, signature
 from rich.console import Console
 
+from agent.config import RunConfig
 from agent.engine.workers import EnvironmentFactory, run_parallel
 from agent.loop import EpisodeSpec, LoopOptions
 from agent.runner import run_suite
@@ -46,13 +47,16 @@ def _actions(run) -> dict[str, list]:
 
 
 def test_ray_backend_matches_process_backend_on_miniwob(tmp_path, local_ray):
-    from benchmarks.miniwob import MiniWoBSuite
 
-    process = run_suite(MiniWoBSuite(), "oracle", MINIWOB_TASKS, 2, 3, tmp_path / "process",
-                        workers=2, console=_quiet())
-    ray_run = run_suite(MiniWoBSuite(), "oracle", MINIWOB_TASKS, 2, 3, tmp_path / "ray",
-                        workers=2, backend="ray", console=_quiet(),
-                        backend_options={"actor_options": {"num_cpus": 1}})
+    process = run_suite(RunConfig(
+        suite="miniwob", policy="oracle", tasks=MINIWOB_TASKS, episodes_per_task=2, seed=3,
+        engine={"workers": 2}, output={"out_dir": tmp_path / "process"},
+    ), console=_quiet())
+    ray_run = run_suite(RunConfig(
+        suite="miniwob", policy="oracle", tasks=MINIWOB_TASKS, episodes_per_task=2, seed=3,
+        engine={"workers": 2, "backend": "ray", "options": {"actor_options": {"num_cpus": 1}}},
+        output={"out_dir": tmp_path / "ray"},
+    ), console=_quiet())
     assert all(r.success for r in process.results) and len(process.results) == 6
     assert signature(ray_run.results) == signature(process.results)
     assert _actions(tmp_path / "ray") == _actions(tmp_path / "process")

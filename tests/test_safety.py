@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from actions.contracts import PolicyOutput, Task
 from actions.models import Click, Key, Navigate, OpenApp, Terminate, Type
+from agent.config import RunConfig
 from agent.loop import run_episode
 from agent.runner import run_suite
 from agent.safety import (
@@ -129,8 +130,10 @@ def test_secrets_never_reach_the_run_directory(tmp_path, monkeypatch, workers):
     monkeypatch.setenv("CUA_TEST_SECRET", SECRET)
     rules = SafetyRules(secret_env=["CUA_TEST_SECRET"], secret_patterns=[r"sk-[a-z0-9]{8,}"])
     run = tmp_path / "run"
-    summary = run_suite(WorkerSuite(), _TypesTheSecret([]), ["long-3"], 2, 0, run,
-                        safety=rules, workers=workers, console=_quiet())
+    summary = run_suite(RunConfig(
+        suite="unit", policy="scripted", tasks=["long-3"], episodes_per_task=2, seed=0,
+        safety=rules, engine={"workers": workers}, output={"out_dir": run},
+    ), suite=WorkerSuite(), policy=_TypesTheSecret([]), console=_quiet())
     assert summary.complete and all(r.success for r in summary.results)
     data = _all_bytes(run)
     assert SECRET.encode() not in data and b"sk-abcdefgh" not in data

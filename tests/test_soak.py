@@ -14,6 +14,7 @@ import pytest
 from conftest_workers import WorkerSuite
 from rich.console import Console
 
+from agent.config import RunConfig
 from agent.runner import run_suite
 from benchmarks.perf import soak
 from tests.conftest_loop import wait_for
@@ -23,8 +24,10 @@ pytest_plugins = ["conftest_policy"]  # tiny_model_dir
 
 def _unit_run(tmp_path):
     run = tmp_path / "run"
-    summary = run_suite(WorkerSuite(), "oracle", ["a", "b"], 2, 0, run,
-                        console=Console(file=io.StringIO()))
+    summary = run_suite(RunConfig(
+        suite="unit", policy="oracle", tasks=["a", "b"], episodes_per_task=2, seed=0,
+        output={"out_dir": run},
+    ), suite=WorkerSuite(), console=Console(file=io.StringIO()))
     assert summary.complete
     return soak.Stream("unit", "unit", ["a", "b"], 2, 0, run)
 

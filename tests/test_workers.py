@@ -10,6 +10,7 @@ from conftest_workers import WorkerSuite, signature
 from rich.console import Console
 
 from actions.observation import Observation
+from agent.config import RunConfig
 from agent.engine.workers import (
     EnvironmentFactory,
     PolicyCalls,
@@ -43,14 +44,20 @@ def _check_records(run) -> None:
 
 
 def test_two_workers_record_what_one_process_records_and_resume(tmp_path):
-    local = run_suite(WorkerSuite(), "oracle", TASKS, 2, 0, tmp_path / "local",
-                      console=_quiet())
-    first = run_suite(WorkerSuite(), "oracle", TASKS[:2], 2, 0, tmp_path / "par", workers=2,
-                      console=_quiet())
+    local = run_suite(RunConfig(
+        suite="unit", policy="oracle", tasks=TASKS, episodes_per_task=2, seed=0,
+        output={"out_dir": tmp_path / "local"},
+    ), suite=WorkerSuite(), console=_quiet())
+    first = run_suite(RunConfig(
+        suite="unit", policy="oracle", tasks=TASKS[:2], episodes_per_task=2, seed=0,
+        engine={"workers": 2}, output={"out_dir": tmp_path / "par"},
+    ), suite=WorkerSuite(), console=_quiet())
     assert (first.ran, first.skipped) == (4, 0)
     console = _quiet()
-    resumed = run_suite(WorkerSuite(), "oracle", TASKS, 2, 0, tmp_path / "par", workers=2,
-                        console=console)
+    resumed = run_suite(RunConfig(
+        suite="unit", policy="oracle", tasks=TASKS, episodes_per_task=2, seed=0,
+        engine={"workers": 2}, output={"out_dir": tmp_path / "par"},
+    ), suite=WorkerSuite(), console=console)
     assert (resumed.ran, resumed.skipped, resumed.planned) == (4, 4, 8)
     assert signature(resumed.results) == signature(local.results)
     crashed = [r for r in resumed.results if r.task_id == "crash"]
@@ -122,15 +129,20 @@ MINIWOB_TASKS = ["click-button", "click-test", "enter-text", "focus-text"]
 
 @pytest.mark.slow
 def test_miniwob_oracle_with_two_workers_equals_one_process(tmp_path):
-    from benchmarks.miniwob import MiniWoBSuite
 
-    local = run_suite(MiniWoBSuite(), "oracle", MINIWOB_TASKS, 2, 7, tmp_path / "local",
-                      console=_quiet())
+    local = run_suite(RunConfig(
+        suite="miniwob", policy="oracle", tasks=MINIWOB_TASKS, episodes_per_task=2, seed=7,
+        output={"out_dir": tmp_path / "local"},
+    ), console=_quiet())
     # Half the run, then a resume with two workers finishes the rest.
-    run_suite(MiniWoBSuite(), "oracle", MINIWOB_TASKS[:2], 2, 7, tmp_path / "par",
-              workers=2, console=_quiet())
-    par = run_suite(MiniWoBSuite(), "oracle", MINIWOB_TASKS, 2, 7, tmp_path / "par",
-                    workers=2, console=_quiet())
+    run_suite(RunConfig(
+        suite="miniwob", policy="oracle", tasks=MINIWOB_TASKS[:2], episodes_per_task=2, seed=7,
+        engine={"workers": 2}, output={"out_dir": tmp_path / "par"},
+    ), console=_quiet())
+    par = run_suite(RunConfig(
+        suite="miniwob", policy="oracle", tasks=MINIWOB_TASKS, episodes_per_task=2, seed=7,
+        engine={"workers": 2}, output={"out_dir": tmp_path / "par"},
+    ), console=_quiet())
     assert (par.ran, par.skipped) == (4, 4)
     assert all(r.success and r.reward > 0 for r in local.results)
     assert signature(par.results) == signature(local.results)

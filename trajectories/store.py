@@ -301,6 +301,9 @@ class RunWriter:
 
     Opening an existing run checks that its manifest's config equals `config`
     (RunConfigMismatch otherwise) and cuts a torn last line off results.jsonl.
+    `resume_keys`: compare only these top-level keys of the config (the rest, e.g. which
+    tasks or how many workers, may change between invocations); the manifest then stores
+    the latest config. None: the whole config must be equal.
     """
 
     def __init__(
@@ -312,6 +315,7 @@ class RunWriter:
         fsync: bool = True,
         fsync_screenshots: bool = False,
         keep_a11y: bool = False,
+        resume_keys: tuple[str, ...] | None = None,
     ) -> None:
         self.path = Path(path)
         self.fsync = fsync
@@ -323,8 +327,14 @@ class RunWriter:
         if manifest_path.exists():
             manifest = RunManifest.model_validate_json(manifest_path.read_bytes())
             wanted = RunManifest(created_at=now, updated_at=now, config=config, versions={}).config
-            if manifest.config != wanted:
-                raise RunConfigMismatch(_describe_mismatch(self.path, manifest.config, wanted))
+            old = manifest.config
+            if resume_keys is not None:
+                old = {k: old.get(k) for k in resume_keys}
+                wanted = {k: wanted.get(k) for k in resume_keys}
+            if old != wanted:
+                raise RunConfigMismatch(_describe_mismatch(self.path, old, wanted))
+            if resume_keys is not None:
+                manifest.config = config
             manifest.updated_at = now
         else:
             if self.path.exists() and any(self.path.iterdir()):
@@ -380,11 +390,19 @@ class RunWriter:
 
 
 def _describe_mismatch(path: Path, old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(set(old) | set(new))
-    diffs = [f"  {k}: existing={old.get(k)!r} requested={new.get(k)!r}"
-             for k in keys if old.get(k) != new.get(k)]
+    diffs = [f"  {k}: existing={a!r} requested={b!r}" for k, a, b in _differences(old, new)]
     return (f"{path} holds a run with a different config; resuming would mix the two:\n"
             + "\n".join(diffs) + "\nUse a new --out directory, or the same options as before.")
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) of each leaf that differs between two configs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(old) | set(new)):
+            found += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return found
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
 # ---------------------------------------------------------------------------- reader

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from agent.cli.app import app
-from agent.cli.eval import fail
+from agent.cli.eval import fail, validation_message
+from agent.config import OutputConfig, RunConfig
 from agent.runner import RunAborted, print_summary, run_suite
 from trajectories.store import MANIFEST, NotARunDirectory, RunConfigMismatch, RunDir
 
@@ -47,8 +49,12 @@ def demo_command(
     console.print(f"[bold]qwen-cua demo[/bold]: MiniWoB++ oracle, {episodes} episode(s) each "
                   f"of {tasks.replace(',', ', ')} -> {out}")
     try:
-        summary = run_suite("miniwob", "oracle", tasks, episodes, seed, out,
-                            invocation={"argv": sys.argv, "command": "demo"}, console=console)
+        config = RunConfig(suite="miniwob", policy="oracle", tasks=tasks,
+                           episodes_per_task=episodes, seed=seed, output=OutputConfig(out_dir=out))
+        summary = run_suite(config, invocation={"argv": sys.argv, "command": "demo"},
+                            console=console)
+    except ValidationError as exc:
+        raise fail(console, validation_message(exc)) from None
     except (RunConfigMismatch, NotARunDirectory, KeyError) as exc:
         raise fail(console, str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     except RunAborted as exc:

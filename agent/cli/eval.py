@@ -9,9 +9,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from agent.cli.app import app
+from agent.config import (
+    ConfigFileError,
+    EngineConfig,
+    Limits,
+    OutputConfig,
+    PolicyOptions,
+    RunConfig,
+    load_run_config,
+)
 from agent.engine.ray_host import RayUnavailable
 from agent.engine.workers import WorkerError
 from agent.runner import RunAborted, print_summary, run_suite
@@ -100,11 +110,22 @@ def default_out(prefix: str) -> Path:
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# `cua eval` flags that may stand beside --config (the rest are refused: put them in the file).
+CONFIG_COMPANIONS = {"config_file": "--config", "suite": "SUITE", "out": "--out",
+                     "retry_errors": "--retry-errors", "list_tasks": "--list"}
+
+
 @app.command("eval")
 def eval_command(
-    suite: Annotated[str, typer.Argument(help=f"Task suite: {', '.join(suite_names())}; "
-                                         "grounding: screenspot, screenspot-v2, "
-                                         "screenspot-pro, osworld-g (with --data).")],
+    ctx: typer.Context,
+    suite: Annotated[str | None, typer.Argument(
+        help=f"Task suite: {', '.join(suite_names())}; grounding: screenspot, "
+        "screenspot-v2, screenspot-pro, osworld-g (with --data). Optional with --config.",
+        show_default=False)] = None,
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Run the RunConfig in this JSON file (or a run directory's "
+        "manifest.json). Beside it only --out, --retry-errors and --list may be given; "
+        "every other setting lives in the file (docs/running.md, 'Run configs').")] = None,
     policy: Annotated[str, typer.Option("--policy", "-p", help=POLICY_HELP)] = "oracle",
     tasks: Annotated[str, typer.Option("--tasks", "-t",
                                        help="Comma-separated task ids, or 'all'.")] = "all",
@@ -207,12 +228,17 @@ def eval_command(
 
     Every episode is recorded under OUT (manifest.json, results.jsonl, episodes/,
     screenshots/). Pointing --out at an existing run resumes it: finished episodes are
-    skipped, the rest run.
+    skipped, the rest run. The run's settings are one RunConfig, stored in the manifest;
+    `cua eval --config FILE` runs one from a file.
     """
     console = Console()
     from agent.cli.grounding import GROUNDING_SUITES
 
-    if suite in GROUNDING_SUITES:
+    if config_file is not None:
+        config = _config_from_file(ctx, console, config_file, suite, out, retry_errors)
+    elif suite is None:
+        raise fail(console, "name a SUITE, or give --config FILE")
+    elif suite in GROUNDING_SUITES:
         _eval_grounding(suite, console, data=data, policy=policy, out=out,
                         policy_options=policy_options_from(model, base_url, dialect,
                                                            policy_option),
@@ -220,68 +246,35 @@ def eval_command(
                         profile=grounding_profile, batch_size=batch_size, limit=limit,
                         seed=seed)
         return
+    else:
+        config = _config_from_flags(
+            console, suite=suite, policy=policy, tasks=tasks, episodes=episodes, seed=seed,
+            out=out, max_steps=max_steps, time_limit=time_limit, samples=samples,
+            num_envs=num_envs, model=model, base_url=base_url, dialect=dialect,
+            policy_option=policy_option, prompt_profile=prompt_profile, env_option=env_option,
+            suite_option=suite_option, max_parse_failures=max_parse_failures,
+            success_threshold=success_threshold, retry_errors=retry_errors,
+            max_consecutive_errors=max_consecutive_errors, osworld_dir=osworld_dir,
+            provider=provider, protocol=protocol, workers=workers, backend=backend,
+            ray_address=ray_address, backend_option=backend_option, safety=safety,
+            allow_domain=allow_domain, allow_app=allow_app, refuse_action=refuse_action,
+            allow_password_typing=allow_password_typing, secret_env=secret_env,
+            redact_pattern=redact_pattern, record_click_targets=record_click_targets)
     try:
-        suite_opts = parse_key_values(suite_option, "--suite-option")
-        if osworld_dir is not None:
-            suite_opts["osworld_dir"] = str(osworld_dir)
-        if provider is not None:
-            suite_opts["provider"] = provider
-        if suite == "osworld":
-            from agent.cli.osworld import osworld_suite_options
-
-            suite_opts.update(osworld_suite_options(
-                out or default_out(f"{suite}-{policy}"), protocol, model, policy))
-        suite_obj = get_suite(suite, **suite_opts)
+        suite_obj = get_suite(config.suite, **config.suite_options)
     except KeyError as exc:
         raise fail(console, str(exc.args[0])) from None
     except SuiteUnavailable as exc:
         raise fail(console, str(exc)) from None
-    if record_click_targets:
-        from benchmarks.grounding.click_targets import ClickTargetSuite
-
-        suite_obj = ClickTargetSuite(suite_obj)
     if list_tasks:
         for task_id in suite_obj.list_tasks():
             console.print(task_id, highlight=False)
         return
-    out_dir = Path(suite_opts["result_dir"]).parent if suite == "osworld" else (
-        out or default_out(f"{suite}-{policy}"))
+    out_dir = config.output.out_dir
+    assert out_dir is not None
     try:
-        from agent.safety import rules_from_cli
-
-        rules = rules_from_cli(safety=safety, refuse_action=refuse_action,
-                               allow_domain=allow_domain,
-                               allow_password_typing=allow_password_typing, allow_app=allow_app,
-                               secret_env=secret_env, redact_pattern=redact_pattern)
-        worker_options = parse_key_values(backend_option, "--backend-option")
-        if ray_address:
-            worker_options["address"] = ray_address
-    except ValueError as exc:
-        raise fail(console, str(exc)) from None
-    if workers and num_envs > 1:
-        raise fail(console, "use either --workers (environments in worker processes) or "
-                   "--num-envs (environments in this process), not both")
-    from policies.profiles import default_profile_for_suite
-    from policies.registry import EXPERT_POLICY_NAMES
-
-    try:
-        policy_options = policy_options_from(
-            model, base_url, dialect, policy_option, prompt_profile,
-            None if policy in EXPERT_POLICY_NAMES else default_profile_for_suite(suite))
-    except typer.BadParameter as exc:
-        raise fail(console, exc.message) from None
-    try:
-        summary = run_suite(
-            suite_obj, policy, tasks, episodes, seed, out_dir,
-            policy_options=policy_options,
-            suite_options=suite_opts, env_options=parse_key_values(env_option, "--env-option"),
-            max_steps=max_steps, time_limit_s=time_limit, samples_per_seed=samples,
-            num_envs=num_envs, max_parse_failures=max_parse_failures,
-            success_threshold=success_threshold, retry_errors=retry_errors,
-            max_consecutive_errors=max_consecutive_errors or None,
-            invocation={"argv": sys.argv}, console=console,
-            workers=workers, backend=backend, backend_options=worker_options, safety=rules,
-        )
+        summary = run_suite(config, suite=suite_obj, invocation={"argv": sys.argv},
+                            console=console)
     except (RunConfigMismatch, NotARunDirectory, SuiteUnavailable, PolicyUnavailable) as exc:
         raise fail(console, str(exc)) from None
     except KeyError as exc:
@@ -301,6 +294,117 @@ def eval_command(
         from agent.cli.osworld import print_domains
 
         print_domains(out_dir, console)
+
+
+def _config_from_flags(console: Console, *, suite: str, policy: str, tasks: str, episodes: int,
+                       seed: int, out: Path | None, max_steps: int | None,
+                       time_limit: float | None, samples: int, num_envs: int,
+                       model: str | None, base_url: str | None, dialect: str | None,
+                       policy_option: list[str] | None, prompt_profile: str | None,
+                       env_option: list[str] | None, suite_option: list[str] | None,
+                       max_parse_failures: int, success_threshold: float | None,
+                       retry_errors: bool, max_consecutive_errors: int,
+                       osworld_dir: Path | None, provider: str | None, protocol: str,
+                       workers: int, backend: str, ray_address: str | None,
+                       backend_option: list[str] | None, safety: bool,
+                       allow_domain: list[str] | None, allow_app: list[str] | None,
+                       refuse_action: list[str] | None, allow_password_typing: bool,
+                       secret_env: list[str] | None, redact_pattern: list[str] | None,
+                       record_click_targets: bool) -> RunConfig:
+    """The RunConfig `cua eval SUITE` flags describe (typer.Exit with a message if bad)."""
+    from agent.safety import rules_from_cli
+    from policies.profiles import default_profile_for_suite
+    from policies.registry import EXPERT_POLICY_NAMES
+
+    try:
+        suite_opts = parse_key_values(suite_option, "--suite-option")
+        if osworld_dir is not None:
+            suite_opts["osworld_dir"] = str(osworld_dir)
+        if provider is not None:
+            suite_opts["provider"] = provider
+        if suite == "osworld":
+            from agent.cli.osworld import osworld_suite_options
+
+            suite_opts.update(osworld_suite_options(
+                out or default_out(f"{suite}-{policy}"), protocol, model, policy))
+        out_dir = Path(suite_opts["result_dir"]).parent if suite == "osworld" else (
+            out or default_out(f"{suite}-{policy}"))
+        rules = rules_from_cli(safety=safety, refuse_action=refuse_action,
+                               allow_domain=allow_domain,
+                               allow_password_typing=allow_password_typing, allow_app=allow_app,
+                               secret_env=secret_env, redact_pattern=redact_pattern)
+        worker_options = parse_key_values(backend_option, "--backend-option")
+        if ray_address:
+            worker_options["address"] = ray_address
+        policy_options = policy_options_from(
+            model, base_url, dialect, policy_option, prompt_profile,
+            None if policy in EXPERT_POLICY_NAMES else default_profile_for_suite(suite))
+        return RunConfig(
+            suite=suite, suite_options=suite_opts, tasks=tasks, episodes_per_task=episodes,
+            seed=seed, samples_per_seed=samples, policy=policy,
+            policy_options=PolicyOptions(**policy_options),
+            env_options=parse_key_values(env_option, "--env-option"),
+            record_click_targets=record_click_targets,
+            limits=Limits(max_steps=max_steps, time_limit_s=time_limit,
+                          max_parse_failures=max_parse_failures,
+                          success_threshold=success_threshold),
+            safety=rules,
+            engine=EngineConfig(num_envs=num_envs, workers=workers, backend=backend,
+                                options=worker_options,
+                                max_consecutive_errors=max_consecutive_errors,
+                                retry_errors=retry_errors),
+            output=OutputConfig(out_dir=out_dir))
+    except typer.BadParameter as exc:
+        raise fail(console, exc.message) from None
+    except ValidationError as exc:
+        raise fail(console, validation_message(exc)) from None
+    except (ValueError, SuiteUnavailable) as exc:
+        raise fail(console, str(exc)) from None
+
+
+def _config_from_file(ctx: typer.Context, console: Console, path: Path, suite: str | None,
+                      out: Path | None, retry_errors: bool) -> RunConfig:
+    """The RunConfig in `path`, with --out / --retry-errors applied. Any other flag given
+    on the command line is refused: a run has one description, the file."""
+    def given_on_command_line(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        # by name: typer may bring its own copy of click's ParameterSource enum
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+
+    given = [f"--{name.replace('_', '-')}" for name in ctx.params
+             if name not in CONFIG_COMPANIONS and given_on_command_line(name)]
+    if given:
+        raise fail(console, f"{', '.join(given)} given beside --config: put the setting in "
+                   f"{path} (or drop --config); only --out, --retry-errors and --list may "
+                   "stand beside it")
+    try:
+        config = load_run_config(path)
+    except ConfigFileError as exc:
+        raise fail(console, str(exc)) from None
+    if suite is not None and suite != config.suite:
+        raise fail(console, f"SUITE {suite!r} differs from the config's suite "
+                   f"{config.suite!r}; drop SUITE or fix {path}")
+    changes: dict[str, Any] = {}
+    if out is not None:
+        changes["output.out_dir"] = out
+        if config.suite == "osworld" and "result_dir" in config.suite_options:
+            changes["suite_options"] = {**config.suite_options,
+                                        "result_dir": str(out / "osworld")}
+    elif config.output.out_dir is None:
+        changes["output.out_dir"] = default_out(f"{config.suite}-{config.policy}")
+    if retry_errors:
+        changes["engine.retry_errors"] = True
+    try:
+        return config.updated(**changes) if changes else config
+    except ValidationError as exc:
+        raise fail(console, validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as lines of 'where: what'."""
+    return "bad run settings:\n" + "\n".join(
+        f"  {'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}"
+        for error in exc.errors())
 
 
 def _eval_grounding(benchmark: str, console: Console, *, out: Path | None, **options: Any) -> None:

@@ -18,11 +18,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from agent.cli.app import app
-from agent.cli.eval import MODEL_HELP, default_out, fail, parse_key_values, policy_options_from
+from agent.cli.eval import (
+    MODEL_HELP,
+    default_out,
+    fail,
+    parse_key_values,
+    policy_options_from,
+    validation_message,
+)
+from agent.config import EngineConfig, Limits, OutputConfig, PolicyOptions, RunConfig
 from agent.runner import RunAborted, print_summary, run_suite
 from benchmarks.osworld import (
     ACTION_SPACES,
@@ -135,15 +144,18 @@ def osworld_run(
         # (ours: every episode that ended in an error) runs again on each invocation.
         retry_errors = True
     try:
-        summary = run_suite(
-            suite, policy, tasks if tasks != "all" else suite.list_tasks(), 1, 0, out_dir,
-            policy_options=policy_options_from(model, base_url, None, policy_option),
-            suite_options={"osworld_dir": str(osworld_dir), "provider": provider,
-                           "domain": domain, "test_file": test_file, **result_options},
-            env_options=env_options, max_steps=max_steps, retry_errors=retry_errors,
-            invocation={"argv": sys.argv},
-            console=console,
-        )
+        config = RunConfig(
+            suite=suite.name, suite_options={"osworld_dir": str(osworld_dir),
+                                             "provider": provider, "domain": domain,
+                                             "test_file": test_file, **result_options},
+            tasks=tasks, policy=policy,
+            policy_options=PolicyOptions(**policy_options_from(model, base_url, None,
+                                                               policy_option)),
+            env_options=env_options, limits=Limits(max_steps=max_steps),
+            engine=EngineConfig(retry_errors=retry_errors), output=OutputConfig(out_dir=out_dir))
+        summary = run_suite(config, suite=suite, invocation={"argv": sys.argv}, console=console)
+    except ValidationError as exc:
+        raise fail(console, validation_message(exc)) from None
     except (RunConfigMismatch, NotARunDirectory, KeyError, OSWorldUnavailable) as exc:
         raise fail(console, str(exc)) from None
     except RunAborted as exc:

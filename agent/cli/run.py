@@ -35,9 +35,10 @@ from agent.cli.eval import (
     parse_key_values,
     policy_options_from,
 )
+from agent.config import redact_options
 from agent.freeform import ShellCheck, is_verified, outcome_of
 from agent.loop import LoopOptions
-from agent.runner import PlannedEpisode, RunAborted, execute_run, redact_options
+from agent.runner import PlannedEpisode, RunAborted, execute_run
 from agent.step_stream import StepStream, StreamingRunWriter
 from policies.registry import EXPERT_POLICY_NAMES, PolicyUnavailable
 from trajectories.store import NotARunDirectory, RunConfigMismatch, RunWriter

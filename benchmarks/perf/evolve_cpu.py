@@ -135,11 +135,14 @@ def main(argv: list[str] | None = None) -> None:
                                         "--model", str(tiny), *policy_options, *eval_args,
                                         "--out", str(work / "eval-untrained"))
 
+    from agent.config import Limits, OutputConfig, RunConfig
     from agent.runner import run_suite
 
     started = time.monotonic()
-    run_suite("miniwob", RandomClickPolicy(seed=0), list(TASKS), args.eval, EVAL_SEED,
-              work / "eval-random", max_steps=1, console=console, show_progress=False)
+    run_suite(RunConfig(suite="miniwob", policy="random-click", tasks=list(TASKS),
+                        episodes_per_task=args.eval, seed=EVAL_SEED, limits=Limits(max_steps=1),
+                        output=OutputConfig(out_dir=work / "eval-random")),
+              policy=RandomClickPolicy(seed=0), console=console, show_progress=False)
     timings["eval random"] = time.monotonic() - started
 
     rows = {"trained tiny Qwen3-VL": work / "eval-trained", "random click (chance)":

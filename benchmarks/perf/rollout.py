@@ -71,15 +71,20 @@ def _step_figures(run: Path) -> dict[str, float | None]:
 def _run(label: str, out: Path, *, workers: int, policy: str = "oracle",
          policy_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None
          = None, tasks: list[str], episodes: int, max_steps: int | None = None) -> dict[str, Any]:
+    from agent.config import EngineConfig, Limits, OutputConfig, PolicyOptions, RunConfig
     from agent.runner import run_suite
     from benchmarks.miniwob import MiniWoBSuite
 
     started = time.monotonic()
-    summary = run_suite(
-        MiniWoBSuite(), policy, tasks, episodes, 100, out, workers=workers,
-        policy_options=policy_options, backend_options=backend_options, max_steps=max_steps,
-        max_parse_failures=max_steps or 3, console=Console(file=io.StringIO()),
-        show_progress=False, max_consecutive_errors=None)
+    config = RunConfig(
+        suite="miniwob", policy=policy, tasks=tasks, episodes_per_task=episodes, seed=100,
+        policy_options=PolicyOptions(**(policy_options or {})),
+        limits=Limits(max_steps=max_steps, max_parse_failures=max_steps or 3),
+        engine=EngineConfig(workers=workers, options=backend_options or {},
+                            max_consecutive_errors=0),
+        output=OutputConfig(out_dir=out))
+    summary = run_suite(config, suite=MiniWoBSuite(), console=Console(file=io.StringIO()),
+                        show_progress=False)
     wall_s = time.monotonic() - started
     results = summary.results
     span_s = max(r.finished_at for r in results) - min(r.started_at for r in results)
