@@ -123,8 +123,8 @@ def test_official_resume_reruns_unfinished_and_passes_the_runners_settings(
     class Stop(Exception):
         pass
 
-    def fake_run_suite(suite: Any, *args: Any, **kwargs: Any) -> None:
-        seen.update(kwargs, suite=suite)
+    def fake_run_suite(config: Any, *, suite: Any, **kwargs: Any) -> None:
+        seen.update(config=config, suite=suite)
         raise Stop
 
     monkeypatch.setattr(cli, "check_available", lambda *a, **k: None)
@@ -132,10 +132,11 @@ def test_official_resume_reruns_unfinished_and_passes_the_runners_settings(
     out = CliRunner().invoke(app, ["osworld", "run", "--osworld-dir", str(_checkout(tmp_path)),
                                    "--protocol", protocol, "--out", str(tmp_path / "run")])
     assert isinstance(out.exception, Stop), out.output
-    assert seen["retry_errors"] is retry
+    config = seen["config"]
+    assert config.engine.retry_errors is retry
     assert seen["suite"].list_tasks() == ["os/t1"]
-    assert seen["suite_options"]["test_file"] == "evaluation_examples/test_nogdrive.json"
-    assert {k: seen["env_options"][k] for k in ("region", "enable_proxy", "client_password")} \
+    assert config.suite_options["test_file"] == "evaluation_examples/test_nogdrive.json"
+    assert {k: config.env_options[k] for k in ("region", "enable_proxy", "client_password")} \
         == {"region": "us-east-1", "enable_proxy": True, "client_password": ""}
 
 
