@@ -80,6 +80,15 @@ def test_links_and_paths_stay_inside_the_repository() -> None:
     assert not outside, "paths outside the repository:\n" + "\n".join(outside)
 
 
+def test_the_architecture_map_names_files_that_exist() -> None:
+    """docs/architecture.md is the map: every `package/module.py` it names must exist."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([a-z_]+/[\w/]+\.py)`", text))
+    assert len(named) >= 10
+    missing = sorted(path for path in named if not (ROOT / path).is_file())
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+
+
 NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
 
