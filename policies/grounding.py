@@ -118,6 +118,33 @@ _QWEN25VL_SYSTEM = (
     "<tool_call></tool_call> XML tags:\n<tool_call>\n"
     '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
 )
+# The Qwen3-VL report's grounding prompt (Appendix B.11, "Screenspot | Screenspot-Pro |
+# OSWorld-G"), in English as the OSWorld-G evaluation script found with the search tool
+# (find_string "avoid edges unless asked", index file id 55944043921; its repository is not
+# named by the index) quotes it: SYSTEM_PROMPT_TEMPLATE, line breaks as printed there,
+# formatted with the screenshot's own width and height.
+_QWEN3VL_REPORT_SYSTEM = (
+    "You may call one or more functions to assist with the user query.\n"
+    "You are provided with function signatures within <tools> . . . </tools> XML tags:\n"
+    '<tools> { "name":"computer_use", "description": "Use a mouse to interact with a '
+    "computer.\nThe screen's resolution is {width}x{height}.\" \"notes\": \"Click\n"
+    "with the cursor tip centered on targets; avoid edges unless asked. Do not use\n"
+    "other tools (type, key, scroll, left_click_drag). Only left_click and mouse_move\n"
+    "are allowed. If you can't find the element, terminate and report failure.\",\n"
+    '"parameters":{ "type":"object", "required":["action"], "properties":{ "action":{\n'
+    '"type":"string", "enum":["mouse_move","left_click"], "description":"The\n'
+    'action to perform." }, "coordinate":{ "type":"array", "description":"(x,\n'
+    'y): pixels from left/top. Required for action=mouse_move and action=left_click." } } }\n'
+    "}\n</tools>\n"
+    "For each function call, return a JSON object with function name and arguments within "
+    "<tool_call>\n. . . </tool_call> XML tags:\n<tool_call>\n"
+    '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n'
+    "Additionally, if you think the task is infeasible (e.g., the task is not related to the "
+    "image), return:\n<tool_call>\n"
+    '{"name": "computer_use", "arguments": {"action": "terminate", "status": "failure"}}\n'
+    "</tool_call>"
+)
+
 _QWEN25VL_PREFILL = (
     '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": ['
 )
@@ -148,6 +175,11 @@ class GroundingProfile(BaseModel):
     read_call: Literal["first", "last"] = "last"
     greedy: bool = True
     max_new_tokens: int = Field(256, ge=1)
+    system_size: Literal["resized", "screenshot"] = Field(
+        "resized", description="whose size replaces {width}x{height} in the system text")
+    terminate_refuses: bool = Field(
+        False, description="a `terminate` call is the model declining (the report's prompt "
+        "offers it); otherwise an answer without a coordinate is wrong_format")
 
     def sampling(self) -> SamplingParams:
         return SamplingParams.greedy_decoding() if self.greedy else SamplingParams()
@@ -171,8 +203,9 @@ class GroundingProfile(BaseModel):
         buffer = io.BytesIO()
         shown.save(buffer, format="PNG", compress_level=1)
         png = buffer.getvalue()
-        system = (self.system_text.replace("{width}", str(resized.width))
-                  .replace("{height}", str(resized.height)))
+        stated = resized if self.system_size == "resized" else screenshot_size
+        system = (self.system_text.replace("{width}", str(stated.width))
+                  .replace("{height}", str(stated.height)))
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
             {"role": "user", "content": [{"type": "image", "image": shown},
@@ -187,6 +220,16 @@ class GroundingProfile(BaseModel):
 
 
 GROUNDING_PROFILES: dict[str, GroundingProfile] = {
+    "qwen3vl-report": GroundingProfile(
+        name="qwen3vl-report",
+        source="Qwen3-VL Technical Report, Appendix B.11 (Screenspot | Screenspot-Pro | "
+               "OSWorld-G), English text as an OSWorld-G evaluation script quotes it "
+               "(find_string 'avoid edges unless asked', index file id 55944043921)",
+        dialect=Dialect.QWEN3, system_text=_QWEN3VL_REPORT_SYSTEM,
+        # that script lets the processor resize (IMAGE_MAX_TOKEN_NUM 10000: 10,240,000 px)
+        resize_factor=32, resize_min_pixels=32 * 32, resize_max_pixels=10_000 * 32 * 32,
+        read_call="first", max_new_tokens=1024, system_size="screenshot",
+        terminate_refuses=True),
     "qwen3vl": GroundingProfile(
         name="qwen3vl",
         source="anaicalledsolaris/ScreenSpot-Pro-GUI-Grounding models/qwen3vl.py @ "
@@ -219,7 +262,8 @@ class GroundingAnswer(BaseModel):
 
     point_px: the predicted point (unrounded; a predicted box's centre), or None when no
         point could be read (an unparseable answer). refused: the model declined — a
-        negative point, OSWorld-G's refusal convention. error: why no point was read.
+        negative point (OSWorld-G's refusal convention) or, under a profile that offers
+        it, a `terminate` call. error: why no point was read.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -227,24 +271,40 @@ class GroundingAnswer(BaseModel):
     point_px: tuple[float, float] | None = None
     refused: bool = False
     error: str | None = None
+    point_frac: tuple[float, float] | None = Field(
+        None, description="the point as fractions of the image, as the ScreenSpot-Pro "
+        "harness computes it (the model's value / its dialect's extent: x / 1000, or x / "
+        "the resized width): its metric compares these with box / img_size")
 
 
 def read_grounding_answer(raw_text: str, converter: CoordinateConverter,
-                          read_call: Literal["first", "last"] = "last") -> GroundingAnswer:
+                          read_call: Literal["first", "last"] = "last",
+                          terminate_refuses: bool = False) -> GroundingAnswer:
     """The point a grounding answer names (see GroundingAnswer).
 
     `raw_text` is the whole answer (a prefill included); `converter` maps the model's
     dialect onto the screenshot. A call's `coordinate` may hold [x, y] or a box
     [x1, y1, x2, y2] (its centre is taken), as the ScreenSpot-Pro harnesses accept.
+    `terminate_refuses`: a `terminate` call (whatever its status) is a refusal, as the
+    OSWorld-G script scores the report's prompt (`args.get("action") == "terminate"`).
     """
     parsed = parse_tool_calls(raw_text, converter.dialect, converter.screen_size,
                               converter.image_size)
-    calls = [c for c in parsed.calls if isinstance(c.get("arguments"), dict)
-             and c["arguments"].get("coordinate") is not None]
+
+    def readable(call: dict[str, Any]) -> bool:
+        arguments = call.get("arguments")
+        return isinstance(arguments, dict) and (
+            arguments.get("coordinate") is not None
+            or (terminate_refuses and arguments.get("action") == "terminate"))
+
+    calls = [c for c in parsed.calls if readable(c)]
     if not calls:
         problem = "; ".join(parsed.errors) or "no tool call with a coordinate"
         return GroundingAnswer(error=problem)
-    coordinate = (calls[0] if read_call == "first" else calls[-1])["arguments"]["coordinate"]
+    arguments = (calls[0] if read_call == "first" else calls[-1])["arguments"]
+    if terminate_refuses and arguments.get("action") == "terminate":
+        return GroundingAnswer(refused=True)
+    coordinate = arguments["coordinate"]
     try:
         values = [float(v) for v in coordinate]
     except (TypeError, ValueError):
@@ -258,4 +318,6 @@ def read_grounding_answer(raw_text: str, converter: CoordinateConverter,
         x_px, y_px = converter.to_screen_exact(values[0], values[1])
     except CoordinateError as exc:
         return GroundingAnswer(error=str(exc))
-    return GroundingAnswer(point_px=(x_px, y_px), refused=values[0] < 0 and values[1] < 0)
+    extent_x, extent_y = converter.model_extent
+    return GroundingAnswer(point_px=(x_px, y_px), refused=values[0] < 0 and values[1] < 0,
+                           point_frac=(values[0] / extent_x, values[1] / extent_y))

@@ -102,11 +102,12 @@ def test_tiny_qwen3vl_end_to_end_and_resume(generated_set: Path, tiny_model_dir:
     assert len(scores) == 4 and {s.outcome for s in scores} <= {"correct", "wrong",
                                                                 "wrong_format"}
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["grounding_profile"] == "qwen3vl"
+    # a Qwen3-VL checkpoint gets the report's grounding prompt (Appendix B.11) by default
+    assert manifest["config"]["grounding_profile"] == "qwen3vl-report"
     assert manifest["config"]["policy_options"]["greedy"] is True
     step = json.loads(next((out / "episodes").glob("*/steps.jsonl")).read_text().splitlines()[0])
-    assert step["output"]["messages"][0]["content"].startswith("You are a helpful assistant. "
-                                                               "The user will give you")
+    assert step["output"]["messages"][0]["content"].startswith(
+        "You may call one or more functions to assist with the user query.")
     assert step["output"]["completion_tokens"] <= 8
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "0 samples run, 4 already" in again.output

@@ -214,7 +214,8 @@ def eval_command(
         "--data", help="Grounding benchmarks: the downloaded benchmark's folder.")] = None,
     grounding_profile: Annotated[str | None, typer.Option(
         "--grounding-profile", help="Grounding benchmarks: the published prompt setup, "
-        "qwen3vl or qwen2_5vl (default: from the model).")] = None,
+        "qwen3vl-report (the Qwen3-VL report's, it can refuse), qwen3vl (ScreenSpot-Pro's "
+        "author's) or qwen2_5vl (default: qwen3vl-report, qwen2_5vl for Qwen2.5-VL).")] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Grounding benchmarks: samples per policy call "
         "(one batched generate in-process; concurrent requests for a server).")] = 8,

@@ -44,7 +44,8 @@ def _profile_for(name: str | None, policy_obj: Any) -> str:
     generator = getattr(policy_obj, "generator", None)
     dialect = getattr(generator, "default_dialect", None) or getattr(
         getattr(policy_obj, "options", None), "dialect", None)
-    return "qwen2_5vl" if str(dialect) == "qwen25" else "qwen3vl"
+    # Qwen3-VL checkpoints: the report's own grounding prompt (it can refuse).
+    return "qwen2_5vl" if str(dialect) == "qwen25" else "qwen3vl-report"
 
 
 def eval_grounding(benchmark: str, *, data: Path | None, policy: str,
@@ -91,7 +92,8 @@ def eval_grounding(benchmark: str, *, data: Path | None, policy: str,
             options.setdefault("dialect", chosen.dialect.value)
         # the published grounding setups decode greedily with 256 new tokens
         options.setdefault("greedy", True)
-        options.setdefault("max_new_tokens", (chosen or GROUNDING_PROFILES["qwen3vl"])
+        default = "qwen2_5vl" if options.get("dialect") == "qwen25" else "qwen3vl-report"
+        options.setdefault("max_new_tokens", (chosen or GROUNDING_PROFILES[default])
                            .max_new_tokens)
         policy_obj = make_policy(policy, **options)
         profile_name = _profile_for(profile, policy_obj)

@@ -10,7 +10,11 @@ Rules, as the reference evaluators apply them (facts in tests/test_grounding_met
 - refusal (OSWorld-G `refusal` items, ScreenSpot-Pro negative samples): correct only when
   the model refuses (a negative point);
 - an answer without a readable point is "wrong_format": it counts as wrong and stays in
-  the denominator (ScreenSpot-Pro `calc_metric_for_result_list`), and is counted apart.
+  the denominator (ScreenSpot-Pro `calc_metric_for_result_list`), and is counted apart;
+- the ScreenSpot family compares in fractions of the image, as ScreenSpot-Pro's
+  `eval_sample_positive_gt` does (box / img_size against the model's point / its grid),
+  so that an answer exactly on an edge is inside there as here (in pixels,
+  175 / 1000 * 2880 is 503.99999999999994, left of an edge at 504).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from benchmarks.grounding.data import Region
 
 Outcome = Literal["correct", "wrong", "wrong_format"]
 
-__all__ = ["Outcome", "inside_point", "judge", "point_in_box", "point_in_polygon"]
+__all__ = ["Outcome", "inside_point", "judge", "point_in_box", "point_in_box_fractions",
+           "point_in_polygon"]
 
 
 def point_in_box(point: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
@@ -44,9 +49,21 @@ def point_in_polygon(point: tuple[float, float],
     return inside
 
 
-def judge(region: Region, point_px: tuple[float, float] | None, refused: bool) -> Outcome:
+def point_in_box_fractions(point_frac: tuple[float, float],
+                           box: tuple[float, float, float, float],
+                           image_size: tuple[int, int]) -> bool:
+    """ScreenSpot-Pro's test: the box divided by img_size, edges included."""
+    width, height = image_size
+    frac_box = (box[0] / width, box[1] / height, box[2] / width, box[3] / height)
+    return point_in_box(point_frac, frac_box)
+
+
+def judge(region: Region, point_px: tuple[float, float] | None, refused: bool,
+          point_frac: tuple[float, float] | None = None,
+          image_size: tuple[int, int] | None = None) -> Outcome:
     """The outcome of one answer: `point_px` the predicted point in image pixels (None if
-    none could be read), `refused` whether the model declined."""
+    none could be read), `refused` whether the model declined. With `point_frac` and
+    `image_size` a box is tested in fractions of the image (the ScreenSpot family)."""
     if point_px is None and not refused:
         return "wrong_format"
     if region.kind == "refusal":
@@ -56,6 +73,9 @@ def judge(region: Region, point_px: tuple[float, float] | None, refused: bool) -
     if region.kind == "polygon" and region.polygon is not None:
         return "correct" if point_in_polygon(point_px, region.polygon) else "wrong"
     assert region.box is not None
+    if point_frac is not None and image_size is not None:
+        inside = point_in_box_fractions(point_frac, region.box, image_size)
+        return "correct" if inside else "wrong"
     return "correct" if point_in_box(point_px, region.box) else "wrong"
 
 

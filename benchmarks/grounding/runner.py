@@ -85,7 +85,8 @@ class PolicyGrounder:
                 answer = GroundingAnswer(error=f"policy error: {output.error}")
             else:
                 answer = read_grounding_answer(output.raw_text, prompt.converter,
-                                               self.profile.read_call)
+                                               self.profile.read_call,
+                                               self.profile.terminate_refuses)
             predictions.append(GroundingPrediction(answer=answer, output=output))
         return predictions
 
@@ -226,7 +227,10 @@ def _record(writer: RunWriter, suite: str, sample: GroundingSample, sha: str, im
             prediction: GroundingPrediction, asked: float, policy_s: float,
             grounder_name: str) -> str:
     answer = prediction.answer
-    outcome = judge(sample.region, answer.point_px, answer.refused)
+    fractions = sample.benchmark.startswith("screenspot")  # their scripts compare fractions
+    outcome = judge(sample.region, answer.point_px, answer.refused,
+                    answer.point_frac if fractions else None,
+                    (sample.image_size or (image.width, image.height)) if fractions else None)
     size = Size(width=image.width, height=image.height)
     grounding = {**sample.table_fields(), "outcome": outcome,
                  "point_px": list(answer.point_px) if answer.point_px else None,
