@@ -11,6 +11,8 @@ reads the system instead, on an X connection of its own:
 - **requests**: a TCP connection a watched process opened since the action and still
   holds (connecting or established: an answer awaited) is "network" — a dialog after a
   network call; a request on a connection kept alive from before is not seen;
+- **repaints** (the DAMAGE extension, where the server offers it): the settle grabs a
+  frame only after the screen was drawn on (`screen_damaged()`), instead of every poll;
 - **startup notification** (freedesktop startup-notification spec: `_NET_STARTUP_INFO`
   client messages to the root): a launch announced with "new:" is work in progress until
   its "remove:";
@@ -40,6 +42,7 @@ from collections.abc import Callable, Iterable
 import psutil
 
 from environments._settle import Activity
+from environments._x_damage import RootDamage
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,12 @@ class DesktopActivity:
         self._root.change_attributes(event_mask=X.SubstructureNotifyMask
                                      | X.PropertyChangeMask)
         self._display.sync()
+        try:
+            self._damage: RootDamage | None = RootDamage(self._display)
+        except LookupError:  # no DAMAGE on this server: every frame is grabbed
+            self._damage = None
+        self._damaged = True  # the screen was drawn on since the last screen_damaged()
+        self._seen: dict[str, None] = {}  # events read and not yet reported by poll()
         atom = self._display.intern_atom
         self._focus_atoms = {atom("_NET_ACTIVE_WINDOW"), atom("_NET_CLIENT_LIST")}
         self._client_list = atom("_NET_CLIENT_LIST")
@@ -142,12 +151,16 @@ class DesktopActivity:
 
     # ------------------------------------------------------------ X events
 
-    def _drain(self) -> tuple[str, ...]:
-        """Read the queued X events; what they say happened (window, focus)."""
-        seen: dict[str, None] = {}
+    def _drain(self) -> None:
+        """Read the queued X events; note what they say happened (window, focus, damage)."""
+        seen = self._seen
         with contextlib.suppress(Exception):  # a broken connection: no signal, not a crash
             while self._display.pending_events():
                 event = self._display.next_event()
+                if self._damage is not None and event.type == self._damage.event_type:
+                    self._damaged = True
+                    self._damage.rearm()
+                    continue
                 name = self._event_names.get(event.type)
                 if name is not None:
                     seen["window"] = None
@@ -158,7 +171,15 @@ class DesktopActivity:
                 elif (event.type == self._x.ClientMessage
                       and event.client_type in self._startup_atoms):
                     self._startup_message(event)
-        return tuple(seen)
+
+    def screen_damaged(self) -> bool:
+        """Whether anything was drawn on the screen since the last call (DAMAGE); always
+        True where the server does not offer DAMAGE. A settle grabs a frame only then."""
+        if self._damage is None:
+            return True
+        self._drain()
+        damaged, self._damaged = self._damaged, False
+        return damaged
 
     def _startup_message(self, event) -> None:
         """Collect one 20-byte piece of a startup-notification message (NUL-terminated)."""
@@ -196,6 +217,7 @@ class DesktopActivity:
     def begin(self) -> None:
         """Mark the action: what runs now is the baseline, what starts later is its work."""
         self._drain()  # events from before the action are not its reaction
+        self._seen = {}
         scan, shares = self._sample()
         # busy between steps (or running right now, with nothing asked of it): ambient CPU
         self._ambient_cpu = {pid for pid, share in shares.items()
@@ -207,7 +229,8 @@ class DesktopActivity:
 
     def poll(self) -> Activity:
         """What is in progress now and what happened since the previous poll."""
-        events = self._drain()
+        self._drain()
+        events, self._seen = tuple(self._seen), {}
         if time.perf_counter() - self._sampled_at >= self.sample_s:
             scan, shares = self._sample()
             busy: list[str] = []

@@ -426,8 +426,15 @@ class DesktopEnv(XWindows):
         for the quiet window (docs/settling.md). `begin_action()` marks the action."""
         cfg = self.config
         activity = self._activity if cfg.settle_signals else None
+        last: list[np.ndarray] = []
+
+        def grab() -> np.ndarray:  # a new frame only when DAMAGE says the screen changed
+            if not last or activity is None or activity.screen_damaged():
+                last[:] = [self._grab_array()]
+            return last[0]
+
         return settle_on_pixels(
-            self._grab_array, _bgrx_png,
+            grab, _bgrx_png,
             QuietWindow(quiet_s=cfg.settle_quiet_s, poll_s=cfg.settle_poll_s,
                         first_change_s=cfg.settle_idle_s if activity else
                         cfg.settle_first_change_s, reaction_bound_s=cfg.reaction_bound_s),

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest_desktop import desktop, plain_task  # noqa: F401
+from conftest_desktop import desktop, plain_task, wait_until  # noqa: F401
 
 from actions.models import Click
 from environments.desktop import DesktopEnv
@@ -170,3 +170,14 @@ def test_a_dead_click_returns_after_the_idle_window(desktop, probe_app) -> None:
     obs = desktop.step(Click(x=probe_app[0], y=probe_app[1]))
     assert obs.settle.settled and obs.settle.reason == "quiet", obs.settle
     assert obs.settle.waited_for == [], obs.settle
+
+
+@pytest.mark.parametrize("probe_app", [(600_000, 100, "clock")], indirect=True)
+def test_damage_reports_repaints_so_quiet_frames_are_not_grabbed(desktop, probe_app) -> None:  # noqa: F811
+    """Xvfb offers DAMAGE: a drawing app (the clock) is reported as damage; once it is
+    gone and the screen is still, no damage is reported (the settle reuses its frame)."""
+    activity = desktop._activity
+    wait_until(activity.screen_damaged, what="a damage report while the clock ticks")
+    desktop.kill_processes()
+    wait_until(lambda: not activity.screen_damaged() and not activity.screen_damaged(),
+               what="no damage on a still screen")
