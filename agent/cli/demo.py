@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from agent.cli.app import app
-from agent.cli.eval import fail, validation_message
+from agent.cli.options import fail, validation_message
 from agent.config import OutputConfig, RunConfig
 from agent.runner import RunAborted, print_summary, run_suite
 from trajectories.store import MANIFEST, NotARunDirectory, RunConfigMismatch, RunDir

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from agent.cli.app import app
-from agent.cli.eval import parse_key_values
+from agent.cli.options import parse_key_values
 
 
 @app.command("evolve")

@@ -166,7 +166,7 @@ def generate_grounding_command(
     if miniwob_task:
         screens += generate_miniwob(list(miniwob_task), range(seed, seed + miniwob_seeds))
     if android_task:
-        from agent.cli.eval import parse_key_values
+        from agent.cli.options import parse_key_values
         from benchmarks.base import get_suite
         from benchmarks.grounding.generate import generate_android
 

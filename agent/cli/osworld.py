@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.cli.app import app
-from agent.cli.eval import (
+from agent.cli.options import (
     MODEL_HELP,
     default_out,
     fail,

@@ -23,7 +23,7 @@ from rich.table import Table
 from actions.contracts import Task
 from actions.observation import Size
 from agent.cli.app import app
-from agent.cli.eval import (
+from agent.cli.options import (
     MODEL_HELP,
     POLICY_HELP,
     AllowPasswordTypingOption,

@@ -17,12 +17,12 @@ import difflib
 import logging
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from actions.contracts import Task
 from actions.models import Terminate
+from benchmarks.desktop.registry import GETTERS, METRICS
 from benchmarks.desktop.setup import cache_dir, run_setup
 from benchmarks.desktop.taskfile import OSWorldTask, UnsupportedTaskError
 from benchmarks.desktop.validate import resolve, task_problems
@@ -30,8 +30,6 @@ from environments.desktop import DesktopEnv
 
 logger = logging.getLogger(__name__)
 
-Getter = Callable[[DesktopEnv, dict[str, Any]], Any]
-Metric = Callable[..., float]
 
 
 # ----------------------------------------------------------------------------- getters
@@ -105,7 +103,7 @@ def get_cache_file(env: DesktopEnv, config: dict[str, Any]) -> str:
     return str(path)
 
 
-GETTERS: dict[str, Getter] = {
+GETTERS.update({
     "vm_file": get_vm_file,
     "vm_command_line": get_vm_command_line,
     "vm_command_error": get_vm_command_error,
@@ -115,7 +113,7 @@ GETTERS: dict[str, Getter] = {
     "vm_file_exists": get_vm_file_exists,
     "local_file": get_local_file,
     "cache_file": get_cache_file,
-}
+})
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -203,7 +201,7 @@ def check_list(result: str | None, rules: dict[str, list[str]]) -> float:
     return float(found and clean)
 
 
-METRICS: dict[str, Metric] = {
+METRICS.update({
     "exact_match": exact_match,
     "check_include_exclude": check_include_exclude,
     "fuzzy_match": fuzzy_match,
@@ -213,7 +211,7 @@ METRICS: dict[str, Metric] = {
     "compare_text_file": compare_text_file,
     "diff_text_file": diff_text_file,
     "check_list": check_list,
-}
+})
 
 
 # ----------------------------------------------------------------------------- runner

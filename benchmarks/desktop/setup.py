@@ -26,11 +26,13 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.desktop.registry import SETUP_STEPS
 from benchmarks.desktop.taskfile import SetupStep, UnsupportedTaskError
+from benchmarks.desktop.validate import resolve
 from environments.desktop import DesktopEnv
 
 logger = logging.getLogger(__name__)
@@ -147,7 +149,7 @@ def close_window(env: DesktopEnv, window_name: str, strict: bool = False,
         env.close_window(window)
 
 
-SETUP_STEPS: dict[str, Callable[..., None]] = {
+SETUP_STEPS.update({
     "launch": launch,
     "execute": execute,
     "command": execute,
@@ -155,7 +157,7 @@ SETUP_STEPS: dict[str, Callable[..., None]] = {
     "open": open_file,
     "activate_window": activate_window,
     "close_window": close_window,
-}
+})
 
 
 def run_setup(env: DesktopEnv, steps: Sequence[SetupStep]) -> None:
@@ -167,8 +169,6 @@ def run_setup(env: DesktopEnv, steps: Sequence[SetupStep]) -> None:
                 f"setup step {step.type!r} is not supported here (supported: "
                 f"{', '.join(sorted(SETUP_STEPS))})"
             )
-        from benchmarks.desktop.validate import resolve
-
         parameters = resolve(step.parameters, env.screen_size.width, env.screen_size.height,
                              env.home_dir)
         logger.debug("setup step %d: %s %s", i + 1, step.type, parameters)

@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from benchmarks.desktop.registry import GETTERS, METRICS, SETUP_STEPS
+
 LOCAL_TASKS_DIR = Path(__file__).parent / "tasks"
 
 
@@ -87,9 +89,6 @@ class OSWorldTask(BaseModel):
 
     def unsupported(self) -> list[str]:
         """What this task needs that is not implemented here (empty: runnable)."""
-        from benchmarks.desktop.evaluators import GETTERS, METRICS
-        from benchmarks.desktop.setup import SETUP_STEPS
-
         missing = [f"setup step {s.type!r}" for s in self.config + self.evaluator.postconfig
                    if s.type not in SETUP_STEPS]
         for name, result, expected, _ in self.evaluator.metrics():

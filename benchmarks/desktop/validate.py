@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.desktop.registry import METRICS
 from benchmarks.desktop.taskfile import OSWorldTask
 
 OSWORLD_HOME = "/home/user"
@@ -192,8 +193,6 @@ def command_problems(command: str | list[str], shell: bool,
 
 
 def _metric_option_problems(name: str, options: dict[str, Any]) -> list[str]:
-    from benchmarks.desktop.evaluators import METRICS
-
     metric = METRICS.get(name)
     if metric is None or not options:
         return []
