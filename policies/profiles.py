@@ -214,6 +214,12 @@ def _instruction_mobile_cookbook(instruction: str, steps: Sequence[StepHistory])
     return f"The user query: {instruction}.\n{TASK_PROGRESS_PREFIX}{history}.\n"
 
 
+def _instruction_computer_use_cookbook(instruction: str, steps: Sequence[StepHistory]) -> str:
+    # computer_use.ipynb is single-step and sends the raw query ({"type": "text", "text":
+    # user_query}); later steps, which it has no wording for, take the mobile cookbook's.
+    return _instruction_mobile_cookbook(instruction, steps) if steps else instruction
+
+
 def _previous_actions_instruction(action_text: Callable[[StepHistory], str], lead: str
                                   ) -> Callable[[str, Sequence[StepHistory]], str]:
     """OSWorld's / GUI-Owl's instruction: "Step i: <action>" lines joined by newlines for
@@ -477,14 +483,15 @@ PROFILES: dict[str, PromptProfile] = {p.name: p for p in (
         reproduces="Qwen3-VL's computer-use cookbook: 'You are a helpful assistant.' plus the "
                    "computer_use tool of utils/agent_function_call.py rendered by Qwen-Agent's "
                    "NousFnCallPrompt, one screenshot before the text, coordinates on the "
-                   "0..1000 grid. The cookbook is single-step; earlier steps are written as "
-                   "the mobile cookbook writes them (its 'Task progress' line).",
+                   "0..1000 grid, the raw query as the first user text. The cookbook is "
+                   "single-step; earlier steps are written as the mobile cookbook writes "
+                   "them (its 'The user query' and 'Task progress' lines).",
         sources=(f"{QWEN3_VL} cookbooks/utils/agent_function_call.py", _FIREFLY,
                  "QwenLM/Qwen-Agent qwen_agent/llm/fncall_prompts/nous_fncall_prompt.py"
                  "@06a190465090cc15f73d539529e314a9cc1d99da"),
         system_head="You are a helpful assistant.\n\n",
         tool=_table_tool(COMPUTER_USE_COOKBOOK, MOBILE_USE),
-        instruction_text=_instruction_mobile_cookbook,
+        instruction_text=_instruction_computer_use_cookbook,
         image_first=True, history_images=0,
         default_for=("web", "desktop", "miniwob"),
     ),
