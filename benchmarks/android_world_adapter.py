@@ -16,7 +16,8 @@ and executes each one:
 - a wait by sleeping its seconds (AndroidWorld's `wait` is always 1 s);
 - everything else as AndroidWorld's `JSONAction` (`actions.exporters.to_android_world`)
   with `env.execute_action` (an `answer` sets the environment's `interaction_cache`, which
-  AndroidWorld's question tasks grade; a `status` ends the episode).
+  AndroidWorld's question tasks grade, and the episode goes on, as in M3A and T3A; only
+  a `status` ends it).
 
 Without a device controller (android_world not installed and none given) gestures and
 text fall back to JSONActions, with the losses `to_android_world` lists. An action that
@@ -268,8 +269,9 @@ class QwenCuaAgent(_AgentBase):
                 feedback.append(f"{action.type} failed: {type(exc).__name__}: {exc}")
                 break
             executed.append(fields)
-            if fields["action_type"] in ("status", "answer"):
-                # AndroidWorld ends an episode on `status`; an answer is final too.
+            if fields["action_type"] == "status":
+                # Only `status` ends an episode; M3A and T3A execute an `answer` (it
+                # fills the interaction cache the question tasks grade) and go on.
                 done = True
                 break
         if output.error:

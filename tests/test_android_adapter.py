@@ -173,12 +173,20 @@ def test_observation_states_logical_and_pixel_sizes_and_elements():
     assert len(second.history) == 1 and second.episode_id == first.episode_id
 
 
-def test_answer_fills_interaction_cache_and_ends_the_episode():
+def test_answer_fills_interaction_cache_and_the_episode_goes_on():
+    """Parity with AndroidWorld's M3A (google-research/android_world
+    android_world/agents/m3a.py @ 0549c0a764f465fc1b8797205ed90df67061ee87, `step`): only
+    `action_type == 'status'` returns AgentInteractionResult(True, ...); an `answer` is
+    printed, executed with env.execute_action (the interaction cache) and the step returns
+    done=False. The episode ends at the status that follows."""
     env = RecordingAsyncEnv()
-    agent = QwenCuaAgent(env, ScriptedPolicy([[Answer(text="555-0100"), Click(x=1, y=1)]]))
+    agent = QwenCuaAgent(env, ScriptedPolicy([[Answer(text="555-0100"), Click(x=1, y=1)],
+                                              [Terminate(status="success")]]))
     result = agent.step("What is Ada's number?")
-    assert result.done and env.interaction_cache == "555-0100"
-    assert [a.action_type for a in env.executed] == ["answer"]
+    assert not result.done and env.interaction_cache == "555-0100"
+    assert [a.action_type for a in env.executed] == ["answer", "click"]
+    assert agent.step("What is Ada's number?").done
+    assert env.executed[-1] == JSONActionRecord(action_type="status", goal_status="complete")
 
 
 def test_terminate_is_a_status_action_and_reset_starts_a_new_episode():
