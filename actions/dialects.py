@@ -11,6 +11,10 @@ in their own dialect:
 - ``qwen25``: Qwen2.5-VL's absolute pixels of the smart-resized image the model saw
   (`smart_resize` below gives that size).
 - ``normalized``: floats in [0, 1], fractions of the width and height.
+- ``qwen3_resized``: the 0..1000 grid as GUI-Owl 1.5's desktop runner executes it:
+  `int(v / 1000 * resized)` taken as a screen pixel, where `resized` is the smart-resized
+  image size (factor 16), *not* mapped back to the screen. On a 1920x1080 screen (seen as
+  1920x1088) y = 500 is pixel 544, not 540; points past the screen are clamped onto it.
 
 `CoordinateConverter` is the only place that converts between a dialect and input-space
 pixels; everything else (parsing, rendering, policies) goes through it.
@@ -37,6 +41,7 @@ class Dialect(StrEnum):
     QWEN3_999 = "qwen3_999"
     QWEN25 = "qwen25"
     NORMALIZED = "normalized"
+    QWEN3_RESIZED = "qwen3_resized"
 
     @classmethod
     def coerce(cls, value: Dialect | str) -> Dialect:
@@ -138,17 +143,17 @@ class CoordinateConverter:
         self.dialect = Dialect.coerce(dialect)
         self.screen_size = screen_size
         self.image_size = image_size
-        if self.dialect is Dialect.QWEN25 and image_size is None:
+        if self.dialect in (Dialect.QWEN25, Dialect.QWEN3_RESIZED) and image_size is None:
             raise ValueError(
-                "the qwen25 dialect writes pixels of the resized image the model saw: pass "
-                "image_size (e.g. actions.dialects.model_image_size(screenshot_size, "
-                "factor=QWEN25_FACTOR, ...))"
+                f"the {self.dialect.value} dialect maps onto the resized image the model "
+                "saw: pass image_size (e.g. actions.dialects.model_image_size("
+                "screenshot_size, factor=..., ...))"
             )
 
     @property
     def model_extent(self) -> tuple[float, float]:
         """The largest model coordinate (x, y): the grid size, image size or 1.0."""
-        if self.dialect is Dialect.QWEN3:
+        if self.dialect in (Dialect.QWEN3, Dialect.QWEN3_RESIZED):
             return 1000.0, 1000.0
         if self.dialect is Dialect.QWEN3_999:
             return 999.0, 999.0
@@ -160,7 +165,7 @@ class CoordinateConverter:
     @property
     def resolution_text(self) -> str:
         """The "WxH" the tool description tells the model (grid or resized image)."""
-        if self.dialect in (Dialect.QWEN3, Dialect.QWEN3_999):
+        if self.dialect in (Dialect.QWEN3, Dialect.QWEN3_999, Dialect.QWEN3_RESIZED):
             # Harnesses using the 0..999 scale still describe a 1000x1000 screen.
             return "1000x1000"
         if self.dialect is Dialect.NORMALIZED:
@@ -181,10 +186,26 @@ class CoordinateConverter:
         `clamped` is True when the model position lay outside the dialect's range and was
         moved onto the screen edge. Raises CoordinateError for NaN or infinite values.
         """
+        if self.dialect is Dialect.QWEN3_RESIZED:
+            return self._resized_to_screen(float(x), float(y))
         extent_x, extent_y = self.model_extent
         x_px, clamped_x = self._axis_to_screen(float(x), extent_x, self.screen_size.width)
         y_px, clamped_y = self._axis_to_screen(float(y), extent_y, self.screen_size.height)
         return x_px, y_px, clamped_x or clamped_y
+
+    def _resized_to_screen(self, x: float, y: float) -> tuple[int, int, bool]:
+        """qwen3_resized: int(v / 1000 * resized) as a screen pixel (GUI-Owl's runner)."""
+        assert self.image_size is not None
+        out: list[int] = []
+        clamped = False
+        for value, image_px, screen_px in ((x, self.image_size.width, self.screen_size.width),
+                                           (y, self.image_size.height, self.screen_size.height)):
+            if not math.isfinite(value):
+                raise CoordinateError(f"coordinate {value!r} is not a finite number")
+            pixel = int(min(max(value, 0.0), 1000.0) / 1000 * image_px)
+            clamped = clamped or value < 0 or value > 1000 or pixel > screen_px - 1
+            out.append(min(max(pixel, 0), screen_px - 1))
+        return out[0], out[1], clamped
 
     def to_screen_exact(self, x: float, y: float) -> tuple[float, float]:
         """Model position -> unrounded, unclamped input-space position (floats).
@@ -197,6 +218,10 @@ class CoordinateConverter:
         if not (math.isfinite(float(x)) and math.isfinite(float(y))):
             raise CoordinateError(f"coordinate ({x!r}, {y!r}) is not a finite number")
         extent_x, extent_y = self.model_extent
+        if self.dialect is Dialect.QWEN3_RESIZED:
+            assert self.image_size is not None
+            return (float(x) / extent_x * self.image_size.width,
+                    float(y) / extent_y * self.image_size.height)
         return (float(x) / extent_x * self.screen_size.width,
                 float(y) / extent_y * self.screen_size.height)
 
@@ -209,8 +234,10 @@ class CoordinateConverter:
         screen under a million pixels wide.
         """
         extent_x, extent_y = self.model_extent
-        fx = x_px / self.screen_size.width
-        fy = y_px / self.screen_size.height
+        space = (self.image_size if self.dialect is Dialect.QWEN3_RESIZED and self.image_size
+                 else self.screen_size)
+        fx = x_px / space.width
+        fy = y_px / space.height
         if self.dialect is Dialect.NORMALIZED:
             return round(fx, 6), round(fy, 6)
         return (

@@ -532,7 +532,7 @@ PROFILES: dict[str, PromptProfile] = {p.name: p for p in (
                    "16 to at most 10,035,200 px.",
         sources=(_GUI_OWL,),
         system_head="", tool=_gui_owl_tool, instruction_text=_instruction_gui_owl,
-        response_format=GUI_OWL_FORMAT, history_images=4, dialect=Dialect.QWEN3,
+        response_format=GUI_OWL_FORMAT, history_images=4, dialect=Dialect.QWEN3_RESIZED,
         image_max_pixels=10_035_200, image_factor=16, answer_format="action",
     ),
 )}
