@@ -11,9 +11,10 @@ Facts:
 | negative samples: correct iff the model answers "negative" | eval_screenspot_pro.py `eval_sample_negative_gt` |
 | no point: "wrong_format", in the denominator, counted apart | eval_screenspot_pro.py `calc_metric_for_result_list` (action_acc = correct / num_total); screenspot_test.py (num_wrong_format, counted 0 in text/icon lists) |
 
-Deliberate difference: OSWorld-G's `_eval` treats a prediction whose numbers all lie in
-[0, 1] as fractions of the image; our points are always image pixels, so a point within
-one pixel of the top-left corner is not rescaled here.
+OSWorld-G's `_eval` treats a prediction whose numbers all lie in [0, 1] as fractions of
+the image; so does our OSWorld-G run (a point within one pixel of the top-left corner is
+rescaled), and its table says how many answers were read that way
+(tests/test_grounding_tables_parity.py).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def test_screenspot_pro_table_by_hand() -> None:
     assert table.rows["Overall"]["Avg"].wrong_format == 1
     negatives = table_for("screenspot-pro", scores + [score("correct", ui="text", group="Dev",
                                                             categories=["negative"])])
-    assert [t.title for t in negatives] == ["ScreenSpot-Pro", "ScreenSpot-Pro (negative samples)"]
+    assert [t.title for t in negatives] == ["ScreenSpot-Pro", "ScreenSpot-Pro per application",
+                                            "ScreenSpot-Pro (negative samples)"]
 
 
 def test_osworld_g_table_counts_every_category() -> None:

@@ -9,7 +9,9 @@ Formats (facts and sources in tests/test_grounding_data.py):
 - ScreenSpot (SeeClick, `pretrain/screenspot_test.py`): `screenspot_{mobile,desktop,web}.json`,
   records `img_filename`, `bbox` = [x, y, w, h] pixels, `instruction`, `data_type`
   (text / icon), `data_source`. The Hugging Face copy names the file `file_name` and
-  stores corners [x1, y1, x2, y2] (pixels, or fractions when every value is <= 1).
+  stores corners [x1, y1, x2, y2] (pixels, or fractions when every value is <= 1); as
+  published (rootsautomation/ScreenSpot) it is parquet shards `data/test-*.parquet` with
+  the images embedded, read with pyarrow.
 - ScreenSpot-v2: the same schema in `screenspot_{mobile,desktop,web}_v2.json`.
 - ScreenSpot-Pro: `annotations/<app>_<os>.json`, records `img_filename`, `bbox` =
   [x1, y1, x2, y2] pixels, `img_size`, `instruction`, `instruction_cn`, `application`,
@@ -230,9 +232,13 @@ def load_screenspot(root: str | Path, version: Literal[1, 2] = 1,
                 image_size=size, platform=split, ui_type=record.get("data_type"),
                 group=record.get("data_source"), record=record))
     if not files:
+        shards = _parquet_shards(root)
+        if shards:
+            return _load_screenspot_parquet(root, shards, benchmark, splits)
         raise GroundingDataError(
-            f"no screenspot_{{{','.join(splits)}}}{suffix}.json in {root}: point --data at "
-            f"the folder with the {benchmark} annotation files")
+            f"no screenspot_{{{','.join(splits)}}}{suffix}.json (nor the Hugging Face copy's "
+            f"data/test-*.parquet) in {root}: point --data at the folder with the "
+            f"{benchmark} annotation files")
     report = LoadReport(benchmark=benchmark, files=files, variant="; ".join(sorted(variants)),
                         samples=len(samples), image_dir=str(image_dir))
     return samples, report
@@ -339,6 +345,73 @@ def load_osworld_g(root: str | Path, *, refined: bool = False
         variant=f"OSWorld-G ({name}; bbox x,y,w,h / polygon / refusal)"
         + ("" if classification.is_file() else "; no classification_result.json"),
         samples=len(samples), image_dir=str(image_dir))
+    return samples, report
+
+
+# The Hugging Face copy's `data_source` (its card: "interface platform, including iOS,
+# Android, macOS, Windows and Web") -> ScreenSpot's three splits.
+_SCREENSPOT_PLATFORM = {"ios": "mobile", "android": "mobile", "macos": "desktop",
+                        "windows": "desktop"}
+PARQUET_IMAGE_DIR = "images-from-parquet"
+
+
+def _parquet_shards(root: Path) -> list[Path]:
+    """The Hugging Face copy's `test` split: data/test-*.parquet (or test-*.parquet)."""
+    return sorted(root.glob("data/test-*.parquet")) or sorted(root.glob("test-*.parquet"))
+
+
+def _load_screenspot_parquet(root: Path, shards: list[Path], benchmark: str,
+                             splits: tuple[str, ...]) -> tuple[list[GroundingSample], LoadReport]:
+    """ScreenSpot as the Hugging Face copy keeps it (rootsautomation/ScreenSpot: parquet
+    shards of the `test` split; `file_name`, `bbox` x1,y1,x2,y2, `instruction`,
+    `data_type`, `data_source`, `image` with the PNG bytes embedded), read with pyarrow.
+    The images are written once to <root>/images-from-parquet/ (our samples name files)."""
+    import pyarrow.parquet as pq
+
+    image_dir = root / PARQUET_IMAGE_DIR
+    try:
+        image_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise GroundingDataError(
+            f"cannot write the embedded images to {image_dir} ({exc}): copy the dataset "
+            "folder somewhere writable") from None
+    samples: list[GroundingSample] = []
+    variants: set[str] = set()
+    index = 0
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=32):
+            for record in batch.to_pylist():
+                where = f"{shard.name}[{index}]"
+                index += 1
+                platform = _SCREENSPOT_PLATFORM.get(
+                    str(record.get("data_source", "")).lower(), "web")
+                if platform not in splits:
+                    continue
+                filename = Path(str(_need(record, "file_name", where))).name
+                image = _need(record, "image", where) or {}
+                image_path = image_dir / filename
+                data = image.get("bytes") if isinstance(image, dict) else None
+                if not data:
+                    raise GroundingDataError(f"{where}: no embedded image bytes")
+                if not image_path.is_file() or image_path.stat().st_size != len(data):
+                    image_path.write_bytes(data)
+                values = _four(_need(record, "bbox", where), where)
+                size = _image_size(image_path)
+                if all(0 <= v <= 1 for v in values):
+                    values = [values[0] * size[0], values[1] * size[1],
+                              values[2] * size[0], values[3] * size[1]]
+                    variants.add("Hugging Face parquet (bbox x1,y1,x2,y2 as fractions)")
+                else:
+                    variants.add("Hugging Face parquet (bbox x1,y1,x2,y2 in pixels)")
+                samples.append(GroundingSample(
+                    sample_id=f"{platform}-{index - 1:05d}", benchmark=benchmark,
+                    image_path=image_path, instruction=str(_need(record, "instruction", where)),
+                    region=Region.from_corners(*values), image_size=size, platform=platform,
+                    ui_type=record.get("data_type"), group=record.get("data_source"),
+                    record={k: v for k, v in record.items() if k != "image"}))
+    report = LoadReport(benchmark=benchmark, files=[s.relative_to(root).as_posix() for s in shards],
+                        variant="; ".join(sorted(variants)), samples=len(samples),
+                        image_dir=str(image_dir))
     return samples, report
 
 

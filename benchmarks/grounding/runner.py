@@ -227,12 +227,21 @@ def _record(writer: RunWriter, suite: str, sample: GroundingSample, sha: str, im
             prediction: GroundingPrediction, asked: float, policy_s: float,
             grounder_name: str) -> str:
     answer = prediction.answer
+    image_size = sample.image_size or (image.width, image.height)
+    relative = False
+    if (sample.benchmark == "osworld-g" and answer.point_px is not None
+            and all(0 <= v <= 1 for v in answer.point_px)):
+        # OSWorld-G's scorer reads a prediction whose coordinates all lie in [0, 1] as
+        # fractions of the image; so do we, and the table says how many were read so.
+        relative = True
+        answer = answer.model_copy(update={"point_px": (
+            answer.point_px[0] * image_size[0], answer.point_px[1] * image_size[1])})
     fractions = sample.benchmark.startswith("screenspot")  # their scripts compare fractions
     outcome = judge(sample.region, answer.point_px, answer.refused,
                     answer.point_frac if fractions else None,
-                    (sample.image_size or (image.width, image.height)) if fractions else None)
+                    image_size if fractions else None)
     size = Size(width=image.width, height=image.height)
-    grounding = {**sample.table_fields(), "outcome": outcome,
+    grounding = {**sample.table_fields(), "outcome": outcome, "read_as_relative": relative,
                  "point_px": list(answer.point_px) if answer.point_px else None,
                  "refused": answer.refused, "error": answer.error,
                  "image_path": str(sample.image_path)}
@@ -275,5 +284,7 @@ def read_scores(out_dir: str | Path) -> list[SampleScore]:
             scores[episode_id] = SampleScore(
                 sample_id=episode_id, outcome=info["outcome"], platform=info.get("platform"),
                 ui_type=info.get("ui_type"), group=info.get("group"),
-                categories=list(info.get("categories") or []))
+                application=info.get("application"),
+                categories=list(info.get("categories") or []),
+                read_as_relative=bool(info.get("read_as_relative")))
     return list(scores.values())

@@ -4,7 +4,8 @@
   both the per-sample average and the unweighted mean of the six cells, labelled, since
   papers use both.
 - ScreenSpot-Pro: per group (Dev, Creative, CAD, Scientific, Office, OS) Text / Icon /
-  Avg, then overall (the reference's `leaderboard_simple_style` plus `overall`).
+  Avg, then overall (the reference's `leaderboard_simple_style` plus `overall`), and per
+  application (its `leaderboard_detailed_style`).
 - OSWorld-G: the five categories and overall over all samples, refusals included (a
   sample counts in every category it belongs to, as the reference evaluator counts it).
 
@@ -20,8 +21,9 @@ from pydantic import BaseModel, Field
 from rich.table import Table
 
 __all__ = [
-    "Cell", "GroundingTable", "SampleScore", "osworld_g_table", "screenspot_pro_table",
-    "screenspot_table", "table_for",
+    "Cell", "GroundingTable", "SampleScore", "osworld_g_table",
+    "screenspot_pro_application_table", "screenspot_pro_table", "screenspot_table",
+    "table_for",
 ]
 
 SCREENSPOT_PLATFORMS = ("mobile", "desktop", "web")
@@ -38,7 +40,11 @@ class SampleScore(BaseModel):
     platform: str | None = None
     ui_type: str | None = None
     group: str | None = None
+    application: str | None = None
     categories: list[str] = Field(default_factory=list)
+    read_as_relative: bool = Field(
+        False, description="OSWorld-G: the answer's coordinates all lay in [0, 1] and were "
+        "read as fractions of the image, as its scorer reads them")
 
     @property
     def correct(self) -> bool:
@@ -143,6 +149,23 @@ def screenspot_pro_table(scores: Iterable[SampleScore],
     })
 
 
+def screenspot_pro_application_table(scores: Iterable[SampleScore],
+                                     title: str = "ScreenSpot-Pro per application"
+                                     ) -> GroundingTable:
+    """One row per application, Text / Icon / Avg: the leaderboard's detailed results
+    (eval_screenspot_pro.py `evaluate_leaderboard_detailed_style`, keyed app:<name>)."""
+    scores = list(scores)
+    rows: dict[str, dict[str, Cell]] = {}
+    for application in sorted({s.application or "?" for s in scores}):
+        members = [s for s in scores if (s.application or "?") == application]
+        rows[application] = {
+            "Text": _overall([s for s in members if s.ui_type == "text"]),
+            "Icon": _overall([s for s in members if s.ui_type == "icon"]),
+            "Avg": _overall(members),
+        }
+    return GroundingTable(title=title, columns=["Text", "Icon", "Avg"], rows=rows)
+
+
 def osworld_g_table(scores: Iterable[SampleScore], title: str = "OSWorld-G") -> GroundingTable:
     scores = list(scores)
     names = list(OSWORLD_G_CATEGORIES) + sorted(
@@ -151,10 +174,14 @@ def osworld_g_table(scores: Iterable[SampleScore], title: str = "OSWorld-G") -> 
             for name in names}
     rows["Overall"] = {"Accuracy": _overall(scores)}
     overall = rows["Overall"]["Accuracy"]
+    relative = sum(s.read_as_relative for s in scores)
     return GroundingTable(title=title, columns=["Accuracy"], rows=rows, summary={
         "Overall (correct / all samples, refusals included)": overall.accuracy,
         "wrong_format (no readable point), counted as wrong":
             overall.wrong_format / overall.total if overall.total else None,
+        f"read as relative (all coordinates in [0, 1], as OSWorld-G's scorer reads them; "
+        f"{relative} of {overall.total} answers)":
+            relative / overall.total if overall.total else None,
     })
 
 
@@ -170,7 +197,8 @@ def table_for(benchmark: str, scores: Iterable[SampleScore]) -> list[GroundingTa
         return [osworld_g_table(scores)]
     positives = [s for s in scores if "negative" not in s.categories]
     negatives = [s for s in scores if "negative" in s.categories]
-    tables = [screenspot_pro_table(positives, "ScreenSpot-Pro")] if positives else []
+    tables = ([screenspot_pro_table(positives, "ScreenSpot-Pro"),
+               screenspot_pro_application_table(positives)] if positives else [])
     if negatives:
         tables.append(screenspot_pro_table(negatives, "ScreenSpot-Pro (negative samples)"))
     return tables
