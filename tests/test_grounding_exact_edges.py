@@ -63,7 +63,9 @@ def test_every_exact_edge_case_of_the_qwen3_grid_agrees_with_the_reference() -> 
     assert checked > 100
 
 
-class _Answers:
+class ScriptedAnswers:
+    """A policy that answers every prebuilt prompt with one text."""
+
     name = "scripted"
 
     def __init__(self, text: str) -> None:
@@ -82,7 +84,7 @@ def test_the_issues_case_scores_as_the_reference_through_the_runner(tmp_path: Pa
                              instruction="x", region=Region(kind="box", box=(504, 900, 600, 1000)),
                              image_size=(2880, 1800), application="vscode", group="Dev")
     assert 175 / 1000 * 2880 < 504  # the float rounding the pixel comparison trips on
-    grounder = PolicyGrounder(_Answers(call(175, 520)), get_grounding_profile("qwen3vl"))
+    grounder = PolicyGrounder(ScriptedAnswers(call(175, 520)), get_grounding_profile("qwen3vl"))
     run_grounding([sample], grounder, tmp_path / "run", {"suite": "screenspot-pro"},
                   console=Console(file=io.StringIO()), show_progress=False)
     [score] = read_scores(tmp_path / "run")

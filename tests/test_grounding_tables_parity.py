@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 from rich.console import Console
 
-from actions.contracts import PolicyOutput
 from benchmarks.grounding.data import GroundingSample, Region, load_benchmark
 from benchmarks.grounding.runner import PolicyGrounder, read_scores, run_grounding
 from benchmarks.grounding.tables import SampleScore, osworld_g_table, table_for
 from policies.grounding import get_grounding_profile
+from tests.test_grounding_exact_edges import ScriptedAnswers
 
 
 def png(size: tuple[int, int]) -> bytes:
@@ -75,16 +75,6 @@ def test_screenspot_pro_reports_every_application() -> None:
     assert apps.rows["pycharm"]["Icon"].accuracy == 1.0
 
 
-class _Answers:
-    name = "scripted"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def answer(self, prompts):
-        return [PolicyOutput(raw_text=self.text) for _ in prompts]
-
-
 def test_osworld_g_reads_coordinates_in_0_1_as_relative_and_says_so(tmp_path: Path) -> None:
     """A point within [0, 1] pixels (the model answered fractions, on the qwen2_5vl
     profile's pixel dialect: [0.5, 0.5]) is read as the image's centre, as OSWorld-G's
@@ -96,7 +86,7 @@ def test_osworld_g_reads_coordinates_in_0_1_as_relative_and_says_so(tmp_path: Pa
                              categories=("text_matching",))
     answer = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", '
               '"coordinate": [0.5, 0.5]}}\n</tool_call>')
-    grounder = PolicyGrounder(_Answers(answer), get_grounding_profile("qwen2_5vl"))
+    grounder = PolicyGrounder(ScriptedAnswers(answer), get_grounding_profile("qwen2_5vl"))
     run_grounding([sample], grounder, tmp_path / "run", {"suite": "osworld-g"},
                   console=Console(file=io.StringIO()), show_progress=False)
     [scored] = read_scores(tmp_path / "run")
