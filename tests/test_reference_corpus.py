@@ -17,8 +17,14 @@ canonical action that harness would perform, derived from the harness code:
   json5 (single quotes, trailing commas, unquoted keys).
 - GUI-Owl 1.5 (X-PLUG/MobileAgent Mobile-Agent-v3.5/computer_use @47de8588 / utils.py
   @04f5e082): `<thinking>` prefix, blocks read with ast.literal_eval, `int(x / 1000 *
-  resized)` (screens here are multiples of 16 so the resize is the identity), scroll
-  pixels default 1, terminate status default "success", a key string pressed as one key.
+  resized)` (most screens here are multiples of 16 so the resize is the identity; one is
+  not, read in the gui-owl profile's `qwen3_resized` dialect), scroll pixels default 1,
+  terminate status default "success", a key string pressed as one key.
+
+`OSWORLD_EXECUTION` goes one step further for OSWorld: the pyautogui code the reference's
+`parse_response` writes, against what our `--protocol official` sends, for the cases
+where our `fast` protocol differs on purpose (terminate failure, triple_click, hscroll,
+answer, a scroll at a coordinate, a drag from the cursor).
 
 Screens are chosen so the references' int() / round() and our round-half-up agree exactly
 (e.g. 1998 px wide on the /999 grid); elsewhere they differ by at most 1 px.
@@ -73,6 +79,7 @@ class Case:
     screen: Size
     expected: tuple[Action, ...]
     pointer: tuple[int, int] | None = None
+    image: Size | None = None  # the resized image the model saw (qwen3_resized)
 
 
 MOBILE = "mobile cookbook"
@@ -185,6 +192,30 @@ CASES: list[Case] = [
          tc({"action": "key", "keys": "enter"}), "qwen3", OWL, (Key(keys=("enter",)),)),
     Case(f"{OWL_SRC}: a string key 'home' on computer_use stays the keyboard's Home",
          tc({"action": "key", "keys": "home"}), "qwen3", OWL, (Key(keys=("home",)),)),
+    Case(f"{OWL_SRC}: a screen that is not a multiple of 16 (1920x1080 seen as 1920x1088): "
+         "int(500 / 1000 * 1088) = 544", tc({"action": "left_click", "coordinate": [500, 500]}),
+         "qwen3_resized", Size(width=1920, height=1080), (Click(x=960, y=544),),
+         image=Size(width=1920, height=1088)),
+]
+
+# What OSWorld's Qwen3VLAgent.parse_response writes for a response (the pyautogui code list
+# lib_run_single.py hands DesktopEnv.step, [] when it has no branch for the action), against
+# what our `--protocol official` sends (benchmarks.osworld.encode_qwen3vl_official) for the
+# actions we parse from it. The cases where our `fast` protocol differs on purpose.
+OSWORLD_EXECUTION = [
+    ("terminate failure -> DONE", tc({"action": "terminate", "status": "failure"}), None,
+     ["DONE"]),
+    ("triple_click: no branch, nothing sent", tc({"action": "triple_click",
+                                                   "coordinate": [100, 100]}), None, []),
+    ("hscroll: no branch, nothing sent", tc({"action": "hscroll", "pixels": 3}), None, []),
+    ("answer: no branch, nothing sent", tc({"action": "answer", "text": "42"}), None, []),
+    ("scroll with a coordinate -> scroll(pixels) where the cursor is",
+     tc({"action": "scroll", "pixels": -5, "coordinate": [500, 500]}), None,
+     ["pyautogui.scroll(-5)"]),
+    ("left_click_drag with only a target -> dragTo from the cursor",
+     tc({"action": "left_click_drag", "coordinate": [500, 500]}), (100, 200),
+     ["pyautogui.dragTo(1000, 500, duration=0.5)"]),
+    ("wait -> WAIT", tc({"action": "wait", "time": 3}), None, ["WAIT"]),
 ]
 
 
@@ -195,6 +226,21 @@ def test_the_corpus_is_at_least_thirty_responses() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.source for c in CASES])
 def test_reference_response_parses_to_what_the_harness_executes(case: Case) -> None:
-    parsed = parse_tool_calls(case.text, case.dialect, case.screen, pointer=case.pointer)
+    parsed = parse_tool_calls(case.text, case.dialect, case.screen, case.image,
+                              pointer=case.pointer)
     assert parsed.errors == [], parsed.errors
     assert tuple(parsed.actions) == case.expected
+
+
+@pytest.mark.parametrize(("name", "text", "pointer", "reference_code"), OSWORLD_EXECUTION,
+                         ids=[c[0] for c in OSWORLD_EXECUTION])
+def test_osworld_official_sends_what_the_qwen3vl_runner_sends(
+        name: str, text: str, pointer: tuple[int, int] | None,
+        reference_code: list[str]) -> None:
+    from benchmarks.osworld import encode_qwen3vl_official
+
+    parsed = parse_tool_calls(text, "qwen3_999", DESK_999, pointer=pointer)
+    assert parsed.errors == [], parsed.errors
+    sent = [code for action in parsed.actions
+            for code in encode_qwen3vl_official(action, pointer)]
+    assert sent == reference_code
