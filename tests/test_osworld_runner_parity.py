@@ -138,6 +138,15 @@ def test_official_resume_reruns_unfinished_and_passes_the_runners_settings(
     assert config.suite_options["test_file"] == "evaluation_examples/test_nogdrive.json"
     assert {k: config.env_options[k] for k in ("region", "enable_proxy", "client_password")} \
         == {"region": "us-east-1", "enable_proxy": True, "client_password": ""}
+    # `cua eval osworld` resumes the same way
+    import agent.cli.eval as eval_cli
+
+    monkeypatch.setattr(eval_cli, "run_suite", fake_run_suite)
+    monkeypatch.setattr("benchmarks.osworld.check_available", lambda *a, **k: None)
+    out = CliRunner().invoke(app, ["eval", "osworld", "--osworld-dir", str(tmp_path),
+                                   "--protocol", protocol, "--out", str(tmp_path / "run2")])
+    assert isinstance(out.exception, Stop), out.output
+    assert seen["config"].engine.retry_errors is retry
 
 
 def test_aws_refuses_missing_settings_in_one_line_before_any_vm(

@@ -284,7 +284,10 @@ def _config_from_flags(console: Console, *, suite: str, policy: str, tasks: str,
             engine=EngineConfig(num_envs=num_envs, workers=workers, backend=backend,
                                 options=worker_options,
                                 max_consecutive_errors=max_consecutive_errors,
-                                retry_errors=retry_errors),
+                                # OSWorld's runner reruns every example without
+                                # result.txt on each invocation (get_unfinished)
+                                retry_errors=retry_errors or (
+                                    suite == "osworld" and protocol == "official")),
             output=OutputConfig(out_dir=out_dir))
     except typer.BadParameter as exc:
         raise fail(console, exc.message) from None
