@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from environments._settle import Activity
@@ -81,13 +82,18 @@ class PhoneState:
 class AndroidActivity:
     """Polls the phone's foreground state through `shell` (one adb call per poll).
 
-    The baseline an action is compared with is the state its previous settle ended on
-    (no extra call before the action); `last` is the newest state read.
+    The call runs beside the settle's `screencap` rather than after it: each poll returns
+    the state read while the previous frame was captured (one frame old, a hint of what
+    is on its way) and starts the next read. The baseline an action is compared with is
+    the state its previous settle ended on (no extra call before the action); `last` is
+    the newest state read.
     """
 
     def __init__(self, shell: Callable[[str], str]) -> None:
         self._shell = shell
         self.last: PhoneState | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phone-state")
+        self._next: Future[PhoneState] | None = None
 
     def read(self) -> PhoneState:
         self.last = PhoneState.parse(self._shell(STATE_COMMAND))
@@ -95,7 +101,9 @@ class AndroidActivity:
 
     def poll(self) -> Activity:
         before = self.last
-        now = self.read()
+        now = self._next.result() if self._next is not None else self.read()
+        self.last = now
+        self._next = self._pool.submit(lambda: PhoneState.parse(self._shell(STATE_COMMAND)))
         events: list[str] = []
         if before is not None:
             if (before.focus, before.focused_app, before.resumed) != (
@@ -105,5 +113,15 @@ class AndroidActivity:
                 events.append("ime")
         return Activity(busy=now.busy(), events=tuple(events))
 
+    def settled(self) -> None:
+        """The settle ended: take the read in flight if it is done (else drop it)."""
+        future, self._next = self._next, None
+        if future is not None and future.done() and future.exception() is None:
+            self.last = future.result()
+
     def forget(self) -> None:
+        self.settled()
         self.last = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -110,7 +110,7 @@ class AndroidConfig(BaseModel):
         "activity / app transition / keyboard from `dumpsys` (docs/settling.md); False: "
         "pixels only.")
     settle_idle_s: float = Field(
-        0.3, gt=0, description="With signals: how long a screen unchanged and a system at "
+        0.5, gt=0, description="With signals: how long a screen unchanged and a system at "
         "rest are watched for a reaction to begin (replaces settle_first_change_s).")
     reaction_bound_s: float = Field(
         2.0, gt=0, description="Longest transition in progress that holds a step; after "
@@ -468,6 +468,7 @@ class AndroidEnvironment:
 
     def close(self) -> None:
         self._restore_keyboard()
+        self._activity.close()
 
     # ------------------------------------------------------------ observing
 
@@ -484,6 +485,7 @@ class AndroidEnvironment:
                         config.settle_first_change_s, reaction_bound_s=config.reaction_bound_s),
             config.settle_timeout_s, memory=self._ambient,
             activity=self._activity.poll if signals else None)
+        self._activity.settled()
         png = settled.screenshot_png
         tree = self.ui_tree() if self.config.a11y_tree else None
         state = self._activity.last if signals else None
