@@ -50,12 +50,20 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actions.contracts import EpisodeState, Policy, PolicyOutput, StepHistory, Task
+from actions.contracts import EpisodeState, Policy, PolicyOutput, Task
 from actions.exporters import AdbSwipe, UnsupportedActionError, to_adb_swipe, to_android_world
 from actions.models import Action, Type, Wait
 from actions.observation import Observation, Size
+from agent.engine.episode import EpisodeRun, LoopOptions, format_error
+from agent.engine.policy_service import PolicyClient
+from trajectories.store import EpisodeRecorder, NullRecorder
 
 logger = logging.getLogger(__name__)
+
+# The actions that end an AndroidWorld episode (task.config['terminal_actions'] of the
+# engine): only `terminate` (AndroidWorld's `status`); an `answer` is executed (it fills the
+# interaction cache the question tasks grade) and the episode goes on, as in M3A and T3A.
+TERMINAL_ACTIONS = ("terminate",)
 
 try:  # AndroidWorld's own classes when it is installed
     from android_world.agents.base_agent import AgentInteractionResult
@@ -181,13 +189,20 @@ class QwenCuaAgent(_AgentBase):
     `transition_pause=None` lets AndroidWorld wait for a stable screen itself
     (`get_state(wait_to_stabilize=True)`) instead of sleeping a fixed time. `device` runs
     exact gestures and text (default: android_world's adb_utils when it is installed,
-    else None: JSONActions only). `sleep` performs Wait actions.
+    else None: JSONActions only). `sleep` performs Wait actions. `recorder` records the
+    episode in our trajectory format (e.g. a RunWriter's `start_episode(id)`).
+
+    Each step goes through the engine's episode code and the policy service, as every
+    episode of ours does; what ends an episode here: the actions in `TERMINAL_ACTIONS`,
+    a policy fault (`done` with `error` in the step's data). Unparsable output does not
+    (AndroidWorld's runner steps on to its budget).
     """
 
     def __init__(self, env: Any, policy: Policy, name: str = "qwen-cua",
                  transition_pause: float | None = None,
                  device: AndroidWorldDevice | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 recorder: EpisodeRecorder | None = None) -> None:
         super().__init__(env, name, transition_pause)
         self.policy = policy
         if device is None and HAVE_ANDROID_WORLD:
@@ -198,12 +213,16 @@ class QwenCuaAgent(_AgentBase):
                            "lost) and typed text is followed by Enter")
         self.device = device
         self.sleep = sleep
-        self._history: list[StepHistory] = []
+        self.recorder = recorder
         self._episode_id = uuid.uuid4().hex[:12]
+        self._episode: EpisodeRun | None = None
+        self._host = _AndroidWorldHost(self)
+        self._client = PolicyClient(policy)
+        self._client.service.episodes_active(1)  # one episode: its request leaves at once
 
     def reset(self, go_home: bool = False) -> None:
         super().reset(go_home)
-        self._history = []
+        self._episode = None
         self._episode_id = uuid.uuid4().hex[:12]
 
     def _state(self) -> Any:
@@ -249,41 +268,99 @@ class QwenCuaAgent(_AgentBase):
         return fields
 
     def step(self, goal: str) -> AgentInteractionResult:
+        """One step of AndroidWorld's runner: observe, ask the policy, execute — the
+        engine's episode code (agent.engine.episode.EpisodeRun) decides what the output
+        does, as for every episode of ours; AndroidWorld's runner owns the step budget."""
         observation = self.observation(self._state())
-        task = Task(suite="android_world", task_id="android_world", instruction=goal)
-        state = EpisodeState(episode_id=self._episode_id, task=task, instruction=goal,
-                             observation=observation, history=list(self._history),
-                             platform="mobile")
-        output: PolicyOutput = self.policy.act([state])[0]
-        executed: list[dict[str, Any]] = []
-        feedback: list[str] = []
-        done = False
-        for action in output.actions:
-            try:
-                fields = self.execute(action)
-            except UnsupportedActionError as exc:
-                feedback.append(f"{action.type} was not executed: {exc}")
-                continue
-            except Exception as exc:  # noqa: BLE001 - any failure fails this step only
-                logger.warning("executing %r failed: %s", action, exc)
-                feedback.append(f"{action.type} failed: {type(exc).__name__}: {exc}")
-                break
-            executed.append(fields)
-            if fields["action_type"] == "status":
-                # Only `status` ends an episode; M3A and T3A execute an `answer` (it
-                # fills the interaction cache the question tasks grade) and go on.
-                done = True
-                break
-        if output.error:
-            feedback.append(f"policy error: {output.error}")
-        if not output.actions:
-            feedback.append("no valid action: " + "; ".join(output.parse_errors))
-        self._history.append(StepHistory(index=len(self._history), observation=observation,
-                                         output=output, feedback="\n".join(feedback) or None))
-        return AgentInteractionResult(done=done, data={
+        return self._client.run(self._step(goal, observation))
+
+    async def _step(self, goal: str, observation: Observation) -> AgentInteractionResult:
+        host = self._host
+        host.current = observation
+        host.executed = []
+        if self._episode is None or self._episode.ended:
+            task = Task(suite="android_world", task_id="android_world", instruction=goal,
+                        config={"terminal_actions": list(TERMINAL_ACTIONS),
+                                "max_parse_failures": None})
+            self._episode = EpisodeRun(
+                task=task, episode_id=self._episode_id, sample=0, host=host,
+                recorder=self.recorder or NullRecorder(),
+                options=LoopOptions(platform="mobile"), policy_name=self._client.name)
+            await self._episode.begin()  # host.reset: the observation just taken
+        else:
+            self._episode.observe(observation)
+        episode = self._episode
+        step_started_at, asked_at = time.time(), time.monotonic()
+        try:
+            output = await self._client.service.act(episode.state(), host)
+        except Exception as exc:  # noqa: BLE001 - as the engine: a policy fault ends the episode
+            episode.end("error", format_error(exc))
+            return AgentInteractionResult(done=True, data={
+                "raw_response": None, "thought": None, "actions": [],
+                "feedback": [], "error": episode.error})
+        await episode.apply(output, step_started_at=step_started_at,
+                            policy_s=time.monotonic() - asked_at)
+        feedback = episode.history[-1].feedback
+        return AgentInteractionResult(done=episode.ended, data={
             "raw_response": output.raw_text, "thought": output.thought,
-            "actions": executed, "feedback": feedback,
+            "actions": list(host.executed),
+            "feedback": feedback.split("\n") if feedback else [],
+            "terminated_by": episode.terminated_by, "error": episode.error,
         })
+
+    def close(self) -> None:
+        """Close the policy service and its event loop (not the policy)."""
+        self._client.close()
+
+
+class _AndroidWorldHost:
+    """The engine's EnvironmentHost (agent.engine.hosts) over AndroidWorld's env, for the
+    adapter: `reset` and `step` give the observation the adapter took at the start of the
+    step (AndroidWorld's runner reads the screen once per step, after its own transition
+    wait); an action that raises or that AndroidWorld cannot express comes back as the
+    observation's `action_error`, so the engine feeds it back and skips the step's
+    remaining actions — the step fails, not the task, as AndroidWorld's M3A agent does."""
+
+    index = 0
+    name = "android_world"
+    has_notify_terminal = True  # terminal actions reach AndroidWorld without a new look
+    has_expert = False
+    alive = True
+
+    def __init__(self, agent: QwenCuaAgent) -> None:
+        self.agent = agent
+        self.current: Observation | None = None
+        self.executed: list[dict[str, Any]] = []
+
+    async def reset(self, task: Task) -> Observation:
+        assert self.current is not None
+        return self.current
+
+    async def step(self, action: Action) -> Observation:
+        assert self.current is not None
+        try:
+            self.executed.append(self.agent.execute(action))
+        except UnsupportedActionError as exc:
+            return self.current.model_copy(update={"action_error": f"not executed: {exc}"})
+        except Exception as exc:  # noqa: BLE001 - any failure fails this step only
+            logger.warning("executing %r failed: %s", action, exc)
+            return self.current.model_copy(update={"action_error": format_error(exc)})
+        return self.current
+
+    async def notify_terminal(self, action: Action) -> None:
+        self.executed.append(self.agent.execute(action))
+
+    async def evaluate(self) -> float:
+        return 0.0  # AndroidWorld's runner scores the task itself
+
+    async def expert_act(self, state: EpisodeState) -> PolicyOutput:
+        raise NotImplementedError("AndroidWorld tasks have no scripted expert here")
+
+    async def restart(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - needs an emulator
@@ -324,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - needs an 
                         checkpointer=checkpointer.IncrementalCheckpointer(directory),
                         demo_mode=False)
     finally:
+        agent.close()
         agent.policy.close()
         env.close()
     print(f"results in {directory}")

@@ -150,7 +150,7 @@ def test_a_failing_action_fails_its_step_not_the_task():
     agent = QwenCuaAgent(env, policy, device=RecordingDevice(fail_on_type=True))
     first = agent.step("type")
     assert not first.done and first.data["actions"] == []
-    assert "type failed: RuntimeError: adb: device offline" in first.data["feedback"]
+    assert first.data["feedback"] == ["Action 1 (type) failed: RuntimeError: adb: device offline"]
     assert env.executed == []  # the step's later click was not run
     second = agent.step("type")
     assert second.data["actions"] == [{"action_type": "click", "x": 2, "y": 2}]
@@ -204,11 +204,47 @@ def test_terminate_is_a_status_action_and_reset_starts_a_new_episode():
 
 
 def test_unsupported_actions_are_reported_not_executed():
+    """The engine's rule for a failed action: fed back, the step's later actions skipped."""
     env = RecordingAsyncEnv()
-    agent = QwenCuaAgent(env, ScriptedPolicy([[SystemButton(button="menu"), Click(x=7, y=8)]]))
+    policy = ScriptedPolicy([[SystemButton(button="menu"), Click(x=7, y=8)], [Click(x=7, y=8)]])
+    agent = QwenCuaAgent(env, policy)
     result = agent.step("menu")
+    assert env.executed == [] and not result.done
+    assert result.data["feedback"][0].startswith("Action 1 (system_button) failed: not executed")
+    assert "menu" in result.data["feedback"][0]
+    agent.step("menu")
     assert [a.action_type for a in env.executed] == ["click"]
-    assert "menu" in result.data["feedback"][0] and not result.done
+    assert "not executed" in policy.seen[1].history[0].feedback
+
+
+def test_unparsable_output_does_not_end_the_episode_and_a_policy_fault_does():
+    env = RecordingAsyncEnv()
+    agent = QwenCuaAgent(env, ScriptedPolicy([[]] * 5))  # five outputs without an action
+    results = [agent.step("goal") for _ in range(5)]
+    assert not any(r.done for r in results)
+    assert results[-1].data["feedback"][0].startswith("Your last output had no valid action")
+
+    class Broken(ScriptedPolicy):
+        def act(self, states):
+            raise ConnectionError("server down")
+
+    agent = QwenCuaAgent(RecordingAsyncEnv(), Broken([]))
+    result = agent.step("goal")
+    assert result.done and result.data["error"] == "ConnectionError: server down"
+    agent.close()
+
+
+def test_a_recorder_gets_the_episode_in_our_trajectory_format(tmp_path):
+    from trajectories.store import RunDir, RunWriter
+
+    writer = RunWriter(tmp_path / "run", {"suite": "android_world"})
+    env = RecordingAsyncEnv()
+    policy = ScriptedPolicy([[Click(x=1, y=2)], [Terminate(status="success")]])
+    agent = QwenCuaAgent(env, policy, recorder=writer.start_episode("e0"))
+    assert not agent.step("goal").done and agent.step("goal").done
+    steps = RunDir(tmp_path / "run").steps("e0")
+    assert [s.output.actions[0].type for s in steps] == ["click", "terminate"]
+    assert steps[0].observation.screen_size.width == 1080
 
 
 def test_ui_element_description_and_json_action_factory():

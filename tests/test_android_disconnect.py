@@ -4,9 +4,9 @@ the environment picks the device up again once it is back."""
 from __future__ import annotations
 
 import pytest
+from conftest_engine import run_episode
 
 from actions.contracts import EnvironmentCrashed
-from agent.loop import run_episode
 from benchmarks.android import AndroidSuite
 from benchmarks.android.virtual_device import VirtualDeviceProcess
 from tests.conftest_android import *  # noqa: F401,F403

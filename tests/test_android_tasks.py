@@ -7,9 +7,9 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from conftest_engine import run_episode
 
 from actions.models import Answer, Click, LongPress, Scroll, Swipe, Type
-from agent.loop import run_episode
 from benchmarks.android import AndroidSuite, AndroidTaskEnvironment
 from benchmarks.android.expert import AndroidExpert, parse_tree
 from benchmarks.android.tasks import TASK_TYPES, content_query, instantiate

@@ -6,8 +6,8 @@ OSWorld's infeasible rule."""
 from __future__ import annotations
 
 import pytest
+from conftest_engine import run_episode
 
-from agent.loop import run_episode
 from benchmarks.desktop import DesktopExpert
 from benchmarks.osworld import OSWorldEnvironment
 from tests.conftest_osworld import fake_desktop_env, osworld_task  # noqa: F401

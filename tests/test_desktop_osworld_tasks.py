@@ -19,10 +19,10 @@ import shlex
 from pathlib import Path
 
 import pytest
+from conftest_engine import run_episode
 
 from actions.contracts import PolicyOutput, Task
 from actions.models import Terminate
-from agent.loop import run_episode
 from benchmarks.desktop import DesktopSuite, UnsupportedTaskError, load_task
 from benchmarks.desktop import evaluators as evaluators_module
 from benchmarks.desktop.validate import command_problems, resolve, task_problems

@@ -382,3 +382,42 @@ def test_outputs_cut_by_the_budget_are_counted_in_the_results_and_the_summary(tm
     quiet = Console(file=io.StringIO(), width=200)
     print_summary(summary_b, quiet)
     assert "cut by the generation budget" not in quiet.file.getvalue()
+
+
+class _AnswersPrompts:
+    """A policy that answers prebuilt prompts (a grounding profile's) and counts its calls."""
+
+    name = "answers"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def act(self, states):
+        raise AssertionError("prebuilt prompts go to answer(), not act()")
+
+    def answer(self, prompts):
+        self.calls.append(list(prompts))
+        return [PolicyOutput(raw_text=f"to {p}") for p in prompts]
+
+
+def test_prebuilt_prompts_go_through_the_policy_service_batched_or_concurrent():
+    """The grounding runner's single step: one batched call in-process, one request per
+    prompt for a served model — the services episode steps use; outputs keep their order."""
+    from agent.engine.policy_service import BatchingPolicy, ConcurrentPolicy, PolicyClient
+
+    local = _AnswersPrompts()
+    client = PolicyClient(local)
+    try:
+        assert isinstance(client.service, BatchingPolicy)
+        assert [o.raw_text for o in client.answer(["a", "b", "c"])] == ["to a", "to b", "to c"]
+        assert local.calls == [["a", "b", "c"]] and client.service.batch_sizes == [3]
+    finally:
+        client.close()
+    served = _AnswersPrompts()
+    client = PolicyClient(served, calls="concurrent")
+    try:
+        assert isinstance(client.service, ConcurrentPolicy)
+        assert [o.raw_text for o in client.answer(["a", "b"])] == ["to a", "to b"]
+        assert sorted(served.calls) == [["a"], ["b"]]
+    finally:
+        client.close()

@@ -41,7 +41,7 @@ def test_oracle_gives_up_clearly_on_tasks_it_cannot_solve(miniwob_env, miniwob_s
 
 
 def test_oracle_through_the_agent_loop(miniwob_env, miniwob_suite):  # noqa: F811
-    from agent.loop import run_episode
+    from conftest_engine import run_episode
 
     oracle = miniwob_suite.make_expert(miniwob_env)
     for task_id in ("login-user", "choose-list"):

@@ -24,12 +24,12 @@ import string
 from pathlib import Path
 
 import pytest
+from conftest_engine import run_episode
 from typer.testing import CliRunner
 
 from actions.exporters import to_pyautogui
 from actions.models import MOBILE_KEYS, NAMED_KEYS, Key
 from agent.cli.main import app
-from agent.loop import run_episode
 from benchmarks.desktop import DesktopExpert
 from benchmarks.osworld import (
     OFFICIAL_EVALUATE_WAIT_S,

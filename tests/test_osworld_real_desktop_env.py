@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest_engine import run_episode
 
 from actions.contracts import EpisodeState, PolicyOutput
 from actions.dialects import CoordinateConverter
 from actions.models import Answer, Click, Scroll, Terminate, Wait
 from actions.observation import Size
 from actions.parsing import parse_tool_calls
-from agent.loop import run_episode
 from benchmarks.osworld import OSWorldEnvironment, OSWorldSuite
 from policies.prompting import last_pointer
 from tests.conftest_real_osworld import loopback_vm, real_desktop_env  # noqa: F401

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest_engine import run_episode
 
 from actions.contracts import EpisodeState
 from actions.dialects import Dialect
 from actions.parsing import parse_tool_calls, render_tool_call
-from agent.loop import run_episode
 from benchmarks.miniwob import MiniWoBSuite
 from policies.prompting import build_prompt
 from policies.qwen3vl import Qwen3VLPolicy

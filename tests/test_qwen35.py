@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest_engine import run_episode
 
 from actions.dialects import Dialect
 from actions.parsing import parse_tool_calls
-from agent.loop import run_episode
 from policies.qwen3vl import Qwen3VLPolicy
 from policies.tiny import TinyQwen3VLSpec, build_tiny_qwen3vl
 from tests.conftest_policy import episode_state

@@ -13,8 +13,10 @@ from conftest_workers import WorkerSuite, signature
 from rich.console import Console
 
 from agent.config import RunConfig
-from agent.engine.workers import EnvironmentFactory, run_parallel
-from agent.loop import EpisodeSpec, LoopOptions
+from agent.engine.episode import EpisodeSpec, LoopOptions, run_blocking
+from agent.engine.hosts import HostPool
+from agent.engine.policy_service import make_policy_service
+from agent.engine.workers import EnvironmentFactory, WorkerHost, run_on_worker_hosts
 from agent.runner import run_suite
 from trajectories.store import RunDir, RunWriter
 
@@ -92,9 +94,18 @@ def test_killed_actor_ends_its_episode_and_is_replaced(tmp_path, local_ray):
     writer = RunWriter(tmp_path / "run", {"test": True})
     specs = [EpisodeSpec(task=suite.make_task("long-3", seed), episode_id=f"e{seed}",
                          recorder=writer.start_episode(f"e{seed}")) for seed in range(4)]
+    hosts = [WorkerHost(worker, tmp_path / "run" / "screenshots") for worker in workers]
+
+    async def main():
+        service = make_policy_service(policy)
+        try:
+            return await run_on_worker_hosts(HostPool.of(list(hosts)), hosts, service, specs,
+                                             options=LoopOptions())
+        finally:
+            await service.close()
+
     try:
-        report = run_parallel(workers, policy, specs, options=LoopOptions(),
-                              screenshots_dir=tmp_path / "run" / "screenshots")
+        report = run_blocking(main)
     finally:
         for worker in workers:
             worker.close()

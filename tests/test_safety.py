@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from conftest_engine import run_episode
 from conftest_loop import CLICK, TERMINATE, ScriptedEnv, ScriptedPolicy, out
 from conftest_workers import WorkerSuite
 from rich.console import Console
@@ -16,7 +17,6 @@ from typer.testing import CliRunner
 from actions.contracts import PolicyOutput, Task
 from actions.models import Click, Key, Navigate, OpenApp, Terminate, Type
 from agent.config import RunConfig
-from agent.loop import run_episode
 from agent.runner import run_suite
 from agent.safety import (
     REFUSAL_PREFIX,

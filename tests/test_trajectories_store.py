@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest_engine import run_episode
 from conftest_loop import (
     CLICK,
     ScriptedEnv,
@@ -22,7 +23,6 @@ from conftest_loop import (
     wait_for,
 )
 
-from agent.loop import run_episode
 from trajectories.record import EpisodeResult, StepRecord, screenshot_sha256
 from trajectories.store import (
     CorruptRecordError,
@@ -135,7 +135,8 @@ _WRITER_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from conftest_loop import CLICK, ScriptedEnv, ScriptedPolicy, out, task
-    from agent.loop import EpisodeSpec, run_episodes_batched
+    from agent.engine.episode import EpisodeSpec
+    from conftest_engine import run_episodes_batched
     from trajectories.store import RunWriter
 
     writer = RunWriter({run!r}, {{"suite": "unit"}})
@@ -196,7 +197,7 @@ _STRESS_SCRIPT = textwrap.dedent("""
     import sys, threading
     sys.path.insert(0, {tests!r})
     from conftest_loop import CLICK, ScriptedEnv, ScriptedPolicy, out, task
-    from agent.loop import run_episode
+    from conftest_engine import run_episode
     from trajectories.store import RunWriter
 
     # fsync on screenshots widens the window in which two writers of one file overlap.

@@ -15,13 +15,10 @@ from agent.engine.workers import (
     EnvironmentFactory,
     PolicyCalls,
     WorkerCore,
-    run_parallel,
-    start_process_workers,
 )
-from agent.loop import EpisodeSpec, LoopOptions
 from agent.runner import run_suite
 from trajectories.record import screenshot_sha256
-from trajectories.store import RunDir, RunWriter
+from trajectories.store import RunDir
 
 TASKS = ["a", "b", "crash", "long-3"]
 
@@ -87,22 +84,15 @@ def test_worker_writes_screenshots_and_sends_only_their_hash(tmp_path):
 @pytest.mark.parametrize("calls", [PolicyCalls.BATCHED, PolicyCalls.SERIAL])
 def test_parent_policy_batches_the_workers_pending_steps(tmp_path, calls):
     policy = ScriptedPolicy([out(CLICK)], name="model")
-    writer = RunWriter(tmp_path / "run", {"test": True})
-    suite = WorkerSuite()
-    specs = [EpisodeSpec(task=suite.make_task("long-3", seed), episode_id=f"e{seed}",
-                         recorder=writer.start_episode(f"e{seed}")) for seed in range(4)]
-    workers = start_process_workers(2, EnvironmentFactory(suite.make_environment, None,
-                                                          tmp_path / "run" / "screenshots"))
-    try:
-        report = run_parallel(workers, policy, specs, options=LoopOptions(),
-                              screenshots_dir=tmp_path / "run" / "screenshots",
-                              policy_calls=calls, batch_wait_s=30.0)
-    finally:
-        for worker in workers:
-            worker.close()
-    results = writer.finished_results()
-    assert sorted(r.episode_id for r in results) == ["e0", "e1", "e2", "e3"]
-    assert all(r.success and r.steps == 3 for r in results)
+    config = RunConfig(suite="unit", policy="model", tasks=["long-3"], episodes_per_task=4,
+                       engine={"workers": 2, "options": {"policy_calls": calls.value,
+                                                         "batch_wait_s": 30.0}},
+                       output={"out_dir": tmp_path / "run"})
+    summary = run_suite(config, suite=WorkerSuite(), policy=policy,
+                        console=Console(file=io.StringIO()))
+    report = summary.worker_report
+    results = summary.results
+    assert len(results) == 4 and all(r.success and r.steps == 3 for r in results)
     sizes = [len(batch) for batch in policy.batches]
     assert sum(sizes) == report.steps == 12
     if calls is PolicyCalls.BATCHED:

@@ -108,7 +108,7 @@ def eval_grounding(benchmark: str, *, data: Path | None, policy: str,
         summary = run_grounding(samples, grounder, out_dir, config, batch_size=batch_size,
                                 invocation=invocation, console=console)
     finally:
-        close = getattr(getattr(grounder, "policy", None), "close", None)
+        close = getattr(grounder, "close", None)
         if close is not None:
             close()
     for table in table_for(benchmark, summary.scores):

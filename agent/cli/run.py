@@ -36,8 +36,8 @@ from agent.cli.options import (
     policy_options_from,
 )
 from agent.config import redact_options
+from agent.engine.episode import LoopOptions
 from agent.freeform import ShellCheck, is_verified, outcome_of
-from agent.loop import LoopOptions
 from agent.runner import PlannedEpisode, RunAborted, execute_run
 from agent.step_stream import StepStream, StreamingRunWriter
 from policies.registry import EXPERT_POLICY_NAMES, PolicyUnavailable

@@ -35,8 +35,8 @@ a host that cannot be restarted; episodes in flight then get no result line (res
 reruns them). Recording happens on the event loop's thread, so the recorder needs no
 locks.
 
-`run_blocking` runs an engine coroutine from synchronous code (the CLI, agent.loop's
-`run_episode`), serving calls that must run on the caller's thread meanwhile.
+`run_blocking` runs an engine coroutine from synchronous code (the runner behind the CLI,
+the AndroidWorld adapter), serving calls that must run on the caller's thread meanwhile.
 """
 
 from __future__ import annotations
@@ -310,6 +310,11 @@ class EpisodeRun:
         )
         self.recorder.finish(result)
         return result
+
+    def observe(self, obs: Observation) -> None:
+        """Set what the next policy call sees, for a driver that reads the screen on its
+        own schedule (the AndroidWorld adapter: its runner decides when)."""
+        self._set_observation(obs)
 
     def _set_observation(self, obs: Observation) -> ObservationMeta:
         self.observation = obs

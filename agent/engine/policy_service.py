@@ -16,7 +16,10 @@ how requests reach the model is the service's business:
 - `ExpertPolicy` (scripted experts): the expert that lives beside each environment
   answers at once through its host (`EnvironmentHost.expert_act`).
 
-`make_policy_service` picks one from a `PolicyCalls` choice or the policy's type.
+`make_policy_service` picks one from a `PolicyCalls` choice or the policy's type. Both
+model services also answer prompts built elsewhere (``await service.answer(prompt)``, a
+grounding profile's), batched or concurrent the same way. `PolicyClient` drives a service
+from synchronous code (the AndroidWorld adapter, the grounding runner).
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ import concurrent.futures
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from actions.contracts import EpisodeState, Policy, PolicyOutput
 from agent.engine.hosts import EnvironmentHost
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_MAX_WAIT_S = 0.05
 DEFAULT_MAX_CONCURRENCY = 64
@@ -81,6 +86,21 @@ def _checked(policy: Policy, states: list[EpisodeState]) -> list[PolicyOutput]:
     return outputs
 
 
+_BatchCall = Callable[[Any, list[Any]], list[PolicyOutput]]
+
+
+def _checked_answers(policy: Any, prompts: list[Any]) -> list[PolicyOutput]:
+    """``policy.answer(prompts)`` for prompts built elsewhere (a grounding profile)."""
+    if not hasattr(policy, "answer"):
+        raise PolicyContractError(f"policy {policy_name(policy)!r} cannot answer prebuilt "
+                                  "prompts (it has no answer() method)")
+    outputs = policy.answer(prompts)
+    if len(outputs) != len(prompts):
+        raise PolicyContractError(f"policy {policy_name(policy)!r} returned {len(outputs)} "
+                                  f"outputs for {len(prompts)} prompts")
+    return outputs
+
+
 class BatchingPolicy:
     """Dynamic batching of one in-process policy (see the module docstring).
 
@@ -105,7 +125,9 @@ class BatchingPolicy:
         self._own_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="cua-policy")
-        self._pending: list[tuple[EpisodeState, asyncio.Future[PolicyOutput]]] = []
+        # (request, future, call): an episode state for policy.act, or a prebuilt prompt
+        # for policy.answer; a batch holds requests of one call only
+        self._pending: list[tuple[Any, asyncio.Future[PolicyOutput], _BatchCall]] = []
         self._active = 0
         self._first_at = 0.0
         self._free_at = 0.0
@@ -118,6 +140,14 @@ class BatchingPolicy:
             self._wake.set()
 
     async def act(self, state: EpisodeState, host: EnvironmentHost) -> PolicyOutput:
+        return await self._request(state, _checked)
+
+    async def answer(self, prompt: Any) -> PolicyOutput:
+        """The output for a prompt built elsewhere (policies.prompting.BuiltPrompt, e.g.
+        from a grounding profile), batched with the other prompts waiting."""
+        return await self._request(prompt, _checked_answers)
+
+    async def _request(self, request: Any, call: _BatchCall) -> PolicyOutput:
         loop = asyncio.get_running_loop()
         if self._server is None or self._server.done():
             self._wake = asyncio.Event()
@@ -125,7 +155,7 @@ class BatchingPolicy:
         future: asyncio.Future[PolicyOutput] = loop.create_future()
         if not self._pending:
             self._first_at = time.monotonic()
-        self._pending.append((state, future))
+        self._pending.append((request, future, call))
         assert self._wake is not None
         self._wake.set()
         return await future
@@ -161,8 +191,11 @@ class BatchingPolicy:
             # Let episodes that are ready in this same loop iteration join the batch.
             await asyncio.sleep(0)
             size = len(self._pending) if self.max_batch is None else self.max_batch
-            batch, self._pending = self._pending[:size], self._pending[size:]
-            batch = [(s, f) for s, f in batch if not f.cancelled()]
+            call = self._pending[0][2]
+            same = [p for p in self._pending if p[2] is call]
+            batch = same[:size]
+            self._pending = [p for p in self._pending if not any(p is b for b in batch)]
+            batch = [(r, f, c) for r, f, c in batch if not f.cancelled()]
             if self._pending:
                 self._first_at = time.monotonic()
             if not batch:
@@ -171,13 +204,13 @@ class BatchingPolicy:
             started = time.monotonic()
             try:
                 outputs = await loop.run_in_executor(
-                    self._executor, _checked, self.policy, [s for s, _ in batch])
+                    self._executor, call, self.policy, [r for r, _, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiting episode gets it
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
             else:
-                for (_, future), output in zip(batch, outputs, strict=True):
+                for (_, future, _), output in zip(batch, outputs, strict=True):
                     if not future.done():
                         future.set_result(output)
             finally:
@@ -188,7 +221,7 @@ class BatchingPolicy:
         if self._server is not None:
             self._server.cancel()
             await asyncio.gather(self._server, return_exceptions=True)
-        for _, future in self._pending:
+        for _, future, _ in self._pending:
             future.cancel()
         if self._own_executor:
             self._executor.shutdown(wait=False)
@@ -225,6 +258,14 @@ class ConcurrentPolicy:
             self._in_flight = asyncio.Semaphore(self.max_concurrency)
         async with self._in_flight:
             return await self._act_async(state)
+
+    async def answer(self, prompt: Any) -> PolicyOutput:
+        """The output for a prompt built elsewhere: ``policy.answer([prompt])`` on a
+        thread, up to `max_concurrency` at once."""
+        self.batch_sizes.append(1)
+        outputs = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _checked_answers, self.policy, [prompt])
+        return outputs[0]
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False)
@@ -273,8 +314,40 @@ def make_policy_service(policy: Policy, *, calls: PolicyCalls | str | None = Non
 
 ServiceFactory = Callable[[Policy], PolicyService]
 
+
+class PolicyClient:
+    """A model policy's service driven from synchronous code, on an event loop of its own:
+    callers that are not engine episodes (the AndroidWorld adapter, whose runner calls one
+    step at a time; the grounding runner's batches of prebuilt prompts) reach the model
+    through the same services as the engine's episodes (`make_policy_service`)."""
+
+    def __init__(self, policy: Policy, **service_options: Any) -> None:
+        self.service = make_policy_service(policy, **service_options)
+        self.name = self.service.name
+        self._loop = asyncio.new_event_loop()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` (which may await `self.service`) to completion."""
+        return self._loop.run_until_complete(coroutine)
+
+    def answer(self, prompts: list[Any]) -> list[PolicyOutput]:
+        """Outputs for prompts built elsewhere, in order: one batched call for an
+        in-process model, concurrent requests for a served one."""
+        self.service.episodes_active(len(prompts))  # nobody else joins: the batch leaves
+
+        async def answer_all() -> list[PolicyOutput]:
+            return list(await asyncio.gather(*(self.service.answer(p) for p in prompts)))
+
+        return self.run(answer_all())
+
+    def close(self) -> None:
+        """Close the service and the loop (not the policy: its owner closes it)."""
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self.service.close())
+            self._loop.close()
+
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY", "DEFAULT_MAX_WAIT_S", "BatchingPolicy", "ConcurrentPolicy",
-    "ExpertPolicy", "PolicyCalls", "PolicyContractError", "PolicyService",
+    "ExpertPolicy", "PolicyCalls", "PolicyClient", "PolicyContractError", "PolicyService",
     "make_policy_service", "policy_name",
 ]

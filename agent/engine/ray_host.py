@@ -2,8 +2,8 @@
 
 `cua eval SUITE --workers N --backend ray` runs each environment in a Ray actor (one
 `WorkerCore`, the same code as a worker process) while the policy, the episode logic and
-the run directory stay in the driver process (`agent.engine.workers.run_parallel`). The policy
-is either local to the driver (a GPU on the driver's machine) or an external
+the run directory stay in the driver process (`agent.engine.workers.run_on_worker_hosts`).
+The policy is either local to the driver (a GPU on the driver's machine) or an external
 vLLM/SGLang server (``--policy openai --base-url ...``), which the driver calls
 concurrently.
 

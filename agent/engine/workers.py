@@ -54,7 +54,7 @@ from actions.contracts import (
 )
 from actions.models import Action
 from actions.observation import Observation
-from agent.engine.episode import EpisodeSpec, LoopOptions, format_error, run_blocking, run_engine
+from agent.engine.episode import EpisodeSpec, LoopOptions, format_error, run_engine
 from agent.engine.hosts import (
     EnvironmentHost,
     HostDied,
@@ -64,10 +64,8 @@ from agent.engine.hosts import (
     new_env_thread,
 )
 from agent.engine.policy_service import (
-    ExpertPolicy,
     PolicyCalls,
     PolicyService,
-    make_policy_service,
 )
 from trajectories.record import EpisodeResult, screenshot_sha256
 from trajectories.store import atomic_write_bytes
@@ -555,45 +553,6 @@ def workers_table(report: ParallelReport) -> Table:
 
 
 
-def run_parallel(
-    workers: Sequence[WorkerHandle],
-    policy: Policy | None,
-    episodes: Sequence[EpisodeSpec],
-    *,
-    options: LoopOptions,
-    screenshots_dir: Path | None,
-    on_result: Callable[[EpisodeResult], None] | None = None,
-    policy_calls: PolicyCalls | str | None = None,
-    batch_wait_s: float | None = None,
-    max_batch: int | None = None,
-) -> ParallelReport:
-    """Run `episodes` on started `workers` through the engine; `policy` None means each
-    worker's scripted expert. `batch_wait_s` is the batching service's `max_wait_s`.
-
-    Blocks until every episode finished, or re-raises the first fatal error (a storage
-    error, an exception from `on_result` such as RunAborted, KeyboardInterrupt);
-    unfinished episodes then have no result (resume reruns them).
-    """
-    if not workers:
-        raise ValueError("run_parallel needs at least one worker")
-    if policy is None and not all(w.info.get("has_expert") for w in workers):
-        raise ValueError("no policy given and the workers have no scripted expert")
-
-    async def main() -> ParallelReport:
-        hosts = [WorkerHost(worker, screenshots_dir) for worker in workers]
-        service = (ExpertPolicy(workers[0].info.get("expert_name") or "expert")
-                   if policy is None else
-                   make_policy_service(policy, calls=policy_calls, max_batch=max_batch,
-                                       max_wait_s=batch_wait_s))
-        try:
-            return await run_on_worker_hosts(HostPool.of(list(hosts)), hosts, service,
-                                             episodes, options=options, on_result=on_result)
-        finally:
-            await service.close()
-
-    return run_blocking(main)
-
-
 async def run_on_worker_hosts(pool: HostPool, hosts: Sequence[WorkerHost],
                               service: PolicyService, episodes: Sequence[EpisodeSpec], *,
                               options: LoopOptions,
@@ -618,25 +577,8 @@ async def run_on_worker_hosts(pool: HostPool, hosts: Sequence[WorkerHost],
     return report
 
 
-def start_process_workers(count: int, factory: EnvironmentFactory, *,
-                          call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
-                          start_timeout_s: float = DEFAULT_START_TIMEOUT_S) -> list[ProcessWorker]:
-    """Start `count` worker processes (closing the started ones if one fails)."""
-    started: list[ProcessWorker] = []
-    try:
-        for index in range(count):
-            started.append(ProcessWorker(index, factory, call_timeout_s=call_timeout_s,
-                                         start_timeout_s=start_timeout_s))
-    except BaseException:
-        for worker in started:
-            worker.close()
-        raise
-    return started
-
-
 __all__ = [
     "EnvironmentFactory", "ParallelReport", "PolicyCalls", "ProcessWorker", "RemoteError",
     "WireObservation", "WorkerCore", "WorkerDied", "WorkerError", "WorkerHandle", "WorkerHost",
-    "WorkerHung", "WorkerStats", "process_memory", "run_on_worker_hosts", "run_parallel",
-    "start_process_workers", "workers_table",
+    "WorkerHung", "WorkerStats", "process_memory", "run_on_worker_hosts", "workers_table",
 ]

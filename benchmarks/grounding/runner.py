@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from actions.contracts import PolicyOutput, Task
 from actions.models import Click
 from actions.observation import Size
+from agent.engine.policy_service import PolicyClient
 from benchmarks.grounding.data import GroundingSample
 from benchmarks.grounding.metric import inside_point, judge
 from benchmarks.grounding.tables import SampleScore
@@ -75,10 +76,13 @@ class PolicyGrounder:
         self.policy = policy
         self.profile = profile
         self.name = f"{policy.name} [{profile.name}]"
+        # the engine's policy service: one batched generate in-process, concurrent
+        # requests to a server — as for episode steps
+        self.client = PolicyClient(policy)
 
     def ground(self, batch: list[tuple[GroundingSample, Any]]) -> list[GroundingPrediction]:
         prompts = [self.profile.build(image, sample.instruction) for sample, image in batch]
-        outputs = self.policy.answer(prompts)
+        outputs = self.client.answer(prompts)
         predictions = []
         for prompt, output in zip(prompts, outputs, strict=True):
             if output.error:
@@ -89,6 +93,13 @@ class PolicyGrounder:
                                                self.profile.terminate_refuses)
             predictions.append(GroundingPrediction(answer=answer, output=output))
         return predictions
+
+    def close(self) -> None:
+        """Close the policy service, then the policy."""
+        self.client.close()
+        close = getattr(self.policy, "close", None)
+        if close is not None:
+            close()
 
 
 def _scripted_output(name: str, point: tuple[float, float] | None, size: Size) -> PolicyOutput:

@@ -1,16 +1,10 @@
-"""Running episodes from synchronous code: one episode (`run_episode`), or several on
-environments the caller already built (`run_episodes_batched`).
+"""Episodes on environments a test built, through the engine (agent.engine.episode).
 
-Both go through the episode engine (agent.engine.episode, where the episode rules are written
-down: what ends an episode, how faults and parse errors are handled, what counts as a
-success). The environments and the policy given here were made by the calling thread
-(a Playwright page is bound to the thread that made it), so every call to them runs on
-the calling thread, one at a time, while the engine's event loop schedules the episodes;
-the policy's requests are batched (agent.engine.policy_service.BatchingPolicy), so episodes that
-wait for the policy at the same time share one ``policy.act`` call.
-
-Runs of a suite (`cua eval`) go through agent.runner, which builds each environment on a
-thread of its own, or in worker processes / Ray actors.
+The project runs episodes one way: `agent.runner.run_suite(config)` -> the engine. Tests
+that hold an environment they made themselves (a page, a virtual phone, a recording
+stand-in) use these two helpers, which compose the engine's public pieces and add no rule
+of their own: `ThreadHost`s driven on the calling thread (a Playwright page is bound to
+the thread that made it), a `BatchingPolicy` service, `run_engine`, `run_blocking`.
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ import errno
 import hashlib
 
 import pytest
+from conftest_engine import run_episode, run_episodes_batched
 from conftest_loop import ANSWER, CLICK, TERMINATE, ScriptedEnv, ScriptedPolicy, out, task
 
 from actions.contracts import EnvironmentCrashed, Policy
 from actions.models import Type
-from agent.loop import EpisodeSpec, LoopOptions, run_episode, run_episodes_batched
+from agent.engine.episode import EpisodeSpec, LoopOptions
 from trajectories.store import NullRecorder, RunDir, RunWriter
 
 
