@@ -519,7 +519,8 @@ class WorkerStats:
 
 @dataclass
 class ParallelReport:
-    """What `run_parallel` did: per-worker stats and the sizes of the policy batches."""
+    """What a run on worker hosts did (`run_on_worker_hosts`): per-worker stats and the
+    sizes of the policy batches."""
 
     workers: list[WorkerStats] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
