@@ -390,10 +390,11 @@ class OSWorldResultWriter:
     """One task's OSWorld result directory, written as lib_run_single.py / run.py do.
 
     `traj.jsonl` gets one line per action sent to DesktopEnv.step, the terminal DONE/FAIL
-    included (step_num counts our steps; `response` is None: the model's text is in our
-    own record), with the
-    screenshot after it as `step_<n>_<timestamp>.png`; `result.txt` the score; a crash an
-    `{"Error": ...}` line and no result.txt.
+    included, with the screenshot after it as `step_<n>_<timestamp>.png`: `step_num`
+    numbers the predict call the action came from and `response` is that call's model
+    text, as lib_run_single.py writes them (the engine tells the environment through
+    `notify_output`; without it, step_num counts the steps sent and response is None);
+    `result.txt` the score; a crash an `{"Error": ...}` line and no result.txt.
     """
 
     def __init__(self, example_dir: Path) -> None:
@@ -408,12 +409,12 @@ class OSWorldResultWriter:
             traj.write(json.dumps(line) + "\n")
 
     def step(self, step_num: int, action: Any, reward: float, done: bool, info: Any,
-             screenshot: bytes) -> None:
+             screenshot: bytes, response: str | None = None) -> None:
         timestamp = datetime.datetime.now().strftime("%Y%m%d@%H%M%S%f")
         name = f"step_{step_num}_{timestamp}.png"
         (self.dir / name).write_bytes(screenshot)
         self._append({"step_num": step_num, "action_timestamp": timestamp, "action": action,
-                      "response": None, "reward": reward, "done": done, "info": info,
+                      "response": response, "reward": reward, "done": done, "info": info,
                       "screenshot_file": name})
 
     def error(self, message: str) -> None:
@@ -482,6 +483,8 @@ class OSWorldEnvironment:
         self.sleep = sleep
         self.writer: OSWorldResultWriter | None = None
         self._step_num = 0
+        self._response: str | None = None  # the current predict call's text (notify_output)
+        self._counting = True  # no notify_output this episode: count the steps sent
         self._recording = False
         self._pointer: tuple[int, int] | None = None
         self._last_screenshot: bytes | None = None
@@ -569,7 +572,7 @@ class OSWorldEnvironment:
         if self.writer is not None:
             self.writer.close_unscored()
         self.writer = OSWorldResultWriter(example_dir) if example_dir is not None else None
-        self._step_num = 0
+        self._step_num, self._response, self._counting = 0, None, True
         try:
             obs = self.env.reset(task_config=spec)
             if self.protocol == "official":
@@ -621,6 +624,18 @@ class OSWorldEnvironment:
             return encode_qwen3vl_official(action, self._pointer)
         return encode(action, self.action_space)
 
+    def notify_output(self, step_index: int, raw_text: str) -> None:
+        """The engine's word that predict call `step_index` (from 0) answered `raw_text`,
+        before its actions: its traj.jsonl lines carry `step_index + 1` and the text, as
+        lib_run_single.py's `step_idx + 1` and `response` (a call without actions, or
+        with only actions the reference writes no code for, still takes its number)."""
+        self._step_num, self._response, self._counting = step_index + 1, raw_text, False
+
+    def _next_step_num(self) -> int:
+        if self._counting:
+            self._step_num += 1
+        return self._step_num
+
     def step(self, action: Action) -> Observation:
         from actions.parsing import pointer_after
 
@@ -637,7 +652,7 @@ class OSWorldEnvironment:
             shot = self._last_screenshot or self._screenshot()
             return self._observation(shot, execute_s=0.0, settle_s=0.0,
                                      info={"osworld_action": [], "not_executed": True})
-        self._step_num += 1
+        step_num = self._next_step_num()
         done, obs = False, None
         if not isinstance(action, Scroll) or not self._qwen3vl_official:
             self._pointer = pointer_after(action, self._pointer)
@@ -656,7 +671,8 @@ class OSWorldEnvironment:
                 obs, reward, done, info = self.env.step(payload, pause)
                 shot = self._screenshot(obs.get("screenshot") if obs else None)
                 if self.writer is not None:
-                    self.writer.step(self._step_num, payload, reward, bool(done), info, shot)
+                    self.writer.step(step_num, payload, reward, bool(done), info, shot,
+                                     self._response)
             execute_s = time.monotonic() - start
             if official:
                 shot, settle_s = self._screenshot(obs["screenshot"] if obs else None), 0.0
@@ -676,13 +692,13 @@ class OSWorldEnvironment:
         it; the fast protocol sends FAIL for `status: failure`. The step is written to
         traj.jsonl, as lib_run_single.py writes the DONE line."""
         payloads = self._payloads(action)
-        if payloads:
-            self._step_num += 1
+        step_num = self._next_step_num() if payloads else self._step_num
         for payload in payloads:
             obs, reward, done, info = self.env.step(payload, 0)
             if self.writer is not None:
                 shot = self._screenshot(obs.get("screenshot") if obs else None)
-                self.writer.step(self._step_num, payload, reward, bool(done), info, shot)
+                self.writer.step(step_num, payload, reward, bool(done), info, shot,
+                                 self._response)
 
     def evaluate(self) -> float:
         try:

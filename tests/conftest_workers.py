@@ -8,6 +8,7 @@ exists, so a test can kill or starve the worker at a known point of an episode.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -76,3 +77,27 @@ def signature(results) -> list[tuple]:
     """What must be identical between runs: per episode key, outcome and step count."""
     return sorted((r.key, r.episode_id, r.success, r.reward, r.steps, r.terminated_by,
                    (r.error or "").split(":")[0]) for r in results)
+
+
+class HearingEnv(GateEnv):
+    """GateEnv with the engine's `notify_output` hook: every policy output it hears of is
+    a line `[task_id, step_index, raw_text]` of `heard_dir/heard.jsonl`."""
+
+    def __init__(self, heard_dir: str) -> None:
+        super().__init__()
+        self.heard = Path(heard_dir) / "heard.jsonl"
+
+    def notify_output(self, step_index: int, raw_text: str) -> None:
+        with open(self.heard, "a", encoding="utf-8") as heard:
+            heard.write(json.dumps([self.task.task_id, step_index, raw_text]) + "\n")
+
+
+class HearingSuite(WorkerSuite):
+    """WorkerSuite over HearingEnv (picklable: worker processes and the service build it)."""
+
+    def __init__(self, heard_dir: str) -> None:
+        super().__init__()
+        self.heard_dir = heard_dir
+
+    def make_environment(self, **options) -> HearingEnv:
+        return HearingEnv(self.heard_dir)

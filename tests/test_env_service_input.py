@@ -19,12 +19,14 @@ from tests.conftest_loop import ScriptedEnv
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LEASE_ROUTES = [("POST", "reset"), ("POST", "step"), ("POST", "notify_terminal"),
-                ("POST", "evaluate"), ("GET", "screenshot"), ("DELETE", "")]
+                ("POST", "notify_output"), ("POST", "evaluate"), ("GET", "screenshot"), ("DELETE", "")]
 GOOD_BODY = {"reset": {"task_id": "click-test", "seed": 1}, "step": {"type": "wait", "seconds": 0},
-             "notify_terminal": {"type": "terminate", "status": "success"}}
+             "notify_terminal": {"type": "terminate", "status": "success"},
+             "notify_output": {"step_index": 0, "raw_text": "x"}}
 WRONG_TYPE = {"reset": {"task_id": "click-test", "seed": "three"},
               "step": {"type": "click", "x": "left", "y": 3},
-              "notify_terminal": {"type": 5}}
+              "notify_terminal": {"type": 5},
+              "notify_output": {"step_index": -1, "raw_text": "x"}}
 
 
 class _ScriptedSuite(MiniWoBSuite):
@@ -86,7 +88,7 @@ def test_malformed_json_and_wrong_types_are_422_and_change_nothing(service):  # 
     before = _state(http, suite)
     for body in (b"{not json", b"[1, 2]", b'{"anything": 1}'):
         _refused(http.post("/leases", content=body), 422, ErrorCode.BAD_REQUEST, "no body")
-    for route in ("reset", "step", "notify_terminal"):
+    for route in ("reset", "step", "notify_terminal", "notify_output"):
         _refused(http.post(_path(lease, route), content=b"{not json"), 422,
                  ErrorCode.BAD_REQUEST, "invalid")
         _refused(http.post(_path(lease, route), json=WRONG_TYPE[route]), 422,

@@ -17,7 +17,9 @@ Reference facts (the behaviour these tests hold our `--protocol official` to):
 - lib_run_single.py `run_single_example` (karakuri-ai/OSWorld-JP @
   d936d4e64cc3d3ce50f0b6c179f5f8aaaeee9c5d): `while not done and step_idx < max_steps`,
   each predict call a step whether or not it gave actions (unparseable output does not
-  end the episode); one traj.jsonl line per action sent to env.step, DONE included;
+  end the episode); one traj.jsonl line per action sent to env.step, DONE included, with
+  `"step_num": step_idx + 1` (step_idx counts predict calls: `step_idx += 1` after each
+  call's actions) and `"response": response` (the text `agent.predict` returned);
   env.step(action, args.sleep_after_execution) with run_multienv_qwen3vl.py's default 0.0.
 """
 
@@ -178,7 +180,9 @@ def test_an_official_episode_steps_on_as_the_runner_does(real_desktop_env, monke
                                                          tmp_path) -> None:
     """Parity through the engine: four unparseable outputs and an answer do not end the
     episode; a left_click_drag with only its target drags from the VM's cursor; the
-    terminate ends it with DONE; traj.jsonl has the drag and the DONE line."""
+    terminate ends it with DONE; traj.jsonl has the drag and the DONE line, numbered by
+    predict call (6 and 7: the unparseable calls and the answer took 1-5) with the
+    model's text as `response`."""
     suite = OSWorldSuite(osworld_checkout(tmp_path / "osw", ECHO_OK), max_steps=10)
     texts = ["<tool_call>\n{broken\n</tool_call>"] * 4 + [call(action="answer", text="ok"),
                                          call(action="left_click_drag", coordinate=[250, 250]),
@@ -193,5 +197,9 @@ def test_an_official_episode_steps_on_as_the_runner_does(real_desktop_env, monke
     assert (result.terminated_by, result.steps, result.parse_errors) == ("terminate", 7, 4)
     assert env.env.action_history[-1] == "DONE" and result.reward == 1.0
     x, y, _ = CoordinateConverter("qwen3", Size(width=1920, height=1080)).to_screen(250, 250)
-    assert [line["action"] for line in traj(tmp_path, "echo-1")] == [
-        f"pyautogui.dragTo({x}, {y}, duration=0.5)", "DONE"]
+    lines = traj(tmp_path, "echo-1")
+    assert [(line["step_num"], line["action"], line["response"]) for line in lines] == [
+        (6, f"pyautogui.dragTo({x}, {y}, duration=0.5)", texts[5]), (7, "DONE", texts[6])]
+    folder = tmp_path / "results" / "pyautogui" / "screenshot" / "m" / "os" / "echo-1"
+    assert [line["screenshot_file"].split("_")[1] for line in lines] == ["6", "7"]
+    assert all((folder / line["screenshot_file"]).is_file() for line in lines)

@@ -20,7 +20,10 @@ them, observe, until one of these ends it (`EpisodeResult.terminated_by`):
 
 Terminal actions go to the environment too, so that it can keep the answer for its
 evaluator: through its optional ``notify_terminal(action)`` hook when it has one (no
-screenshot taken), else through ``step(action)``.
+screenshot taken), else through ``step(action)``. An environment with the optional
+``notify_output(step_index, raw_text)`` hook hears of every policy output before its
+actions run, those without actions included (OSWorld writes the model's text and the
+predict call's number into traj.jsonl, as its runner does).
 
 Parse errors and action errors (``Observation.action_error``) are fed back to the policy
 as ``StepHistory.feedback`` and counted. The reward comes from ``evaluate()`` after the
@@ -216,7 +219,15 @@ class EpisodeRun:
             self.parse_errors += 1
         if output.finish_reason == "length":
             self.cut_outputs += 1
-        if output.error and not output.actions:
+        if getattr(self.host, "has_notify_output", False):
+            try:
+                await self.host.notify_output(len(self.history), output.raw_text)
+            except Exception as exc:  # noqa: BLE001 - env faults end only this episode
+                step_error = format_error(exc)
+                self.end("error", step_error)
+        if step_error is not None:
+            pass  # the environment failed before the output's actions: none run
+        elif output.error and not output.actions:
             step_error = f"PolicyBackendError: {output.error}"
             self.end("error", step_error)
         elif not output.actions:

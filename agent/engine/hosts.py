@@ -79,6 +79,8 @@ class EnvironmentHost(Protocol):
     `index`: the host's slot in its pool. `name`: for logs ('thread 0', 'worker 3 pid
     123', 'remote http://...'). `has_notify_terminal`: the environment keeps terminal
     actions (answer/terminate) through `notify_terminal` instead of `step`.
+    `has_notify_output`: the environment hears of each policy output (its step index and
+    raw text) through `notify_output` before the output's actions (OSWorld's traj.jsonl).
     `has_expert`: `expert_act` works (a scripted expert was built beside the environment).
     `alive`: False once the host knows it is dead (then `restart` before reuse).
     """
@@ -96,6 +98,8 @@ class EnvironmentHost(Protocol):
     async def step(self, action: Action) -> Observation: ...
 
     async def notify_terminal(self, action: Action) -> None: ...
+
+    async def notify_output(self, step_index: int, raw_text: str) -> None: ...
 
     async def evaluate(self) -> float: ...
 
@@ -167,6 +171,7 @@ class ThreadHost:
         self.owns_env = owns_env
         self.name = f"thread {index}"
         self.has_notify_terminal = callable(getattr(env, "notify_terminal", None))
+        self.has_notify_output = callable(getattr(env, "notify_output", None))
         self.has_expert = expert is not None
         self._make_environment = make_environment
         self._make_expert = make_expert
@@ -217,6 +222,9 @@ class ThreadHost:
         if notify is None:
             raise TypeError(f"{type(self.env).__name__} has no notify_terminal")
         await _on(self.executor, lambda: notify(action))
+
+    async def notify_output(self, step_index: int, raw_text: str) -> None:
+        await _on(self.executor, lambda: self.env.notify_output(step_index, raw_text))  # type: ignore[attr-defined]
 
     async def evaluate(self) -> float:
         return float(await _on(self.executor, self.env.evaluate))

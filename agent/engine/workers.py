@@ -151,7 +151,8 @@ class WorkerCore:
     """The environment side of a worker: serves requests from the parent's driver.
 
     Requests are ``(op, args)``; replies are ``("ok", value)`` or ``("err", exception)``.
-    Ops: reset(task), step(action), notify_terminal(action), evaluate(),
+    Ops: reset(task), step(action), notify_terminal(action),
+    notify_output(step_index, raw_text), evaluate(),
     expert_act(state), memory(), info(), close().
     """
 
@@ -165,6 +166,7 @@ class WorkerCore:
     def info(self) -> dict[str, Any]:
         return {"pid": os.getpid(),
                 "has_notify_terminal": callable(getattr(self.env, "notify_terminal", None)),
+                "has_notify_output": callable(getattr(self.env, "notify_output", None)),
                 "has_expert": self.expert is not None,
                 "expert_name": getattr(self.expert, "name", None)}
 
@@ -196,6 +198,9 @@ class WorkerCore:
                 return self._wire(self.env.step(args[0]))
             case "notify_terminal":
                 self.env.notify_terminal(args[0])  # type: ignore[attr-defined]
+                return None
+            case "notify_output":
+                self.env.notify_output(*args)  # type: ignore[attr-defined]
                 return None
             case "evaluate":
                 return float(self.env.evaluate())
@@ -449,6 +454,10 @@ class WorkerHost:
         return bool(self.worker.info.get("has_notify_terminal"))
 
     @property
+    def has_notify_output(self) -> bool:
+        return bool(self.worker.info.get("has_notify_output"))
+
+    @property
     def has_expert(self) -> bool:
         return bool(self.worker.info.get("has_expert"))
 
@@ -474,6 +483,9 @@ class WorkerHost:
 
     async def notify_terminal(self, action: Action) -> None:
         await self._call("notify_terminal", action)
+
+    async def notify_output(self, step_index: int, raw_text: str) -> None:
+        await self._call("notify_output", step_index, raw_text)
 
     async def evaluate(self) -> float:
         return float(await self._call("evaluate"))

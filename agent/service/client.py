@@ -35,6 +35,7 @@ from agent.service.protocol import (
     Health,
     LeaseInfo,
     ObservationMeta,
+    OutputNotice,
     ResetReply,
     ResetRequest,
 )
@@ -163,6 +164,11 @@ class AsyncRemoteEnvironment:
     async def notify_terminal(self, action: Action) -> None:
         await self.client.request("POST", f"{self._path}/notify_terminal",
                                   content=ActionAdapter.dump_json(action))
+
+    async def notify_output(self, step_index: int, raw_text: str) -> None:
+        notice = OutputNotice(step_index=step_index, raw_text=raw_text)
+        await self.client.request("POST", f"{self._path}/notify_output",
+                                  content=notice.model_dump_json())
 
     async def evaluate(self) -> float:
         response = await self.client.request("POST", f"{self._path}/evaluate")

@@ -12,6 +12,8 @@ The HTTP surface (all JSON unless said otherwise; every route but /health needs
 ``POST /leases/{id}/reset``            `ResetRequest` -> `ResetReply` (the task and observation)
 ``POST /leases/{id}/step``             an Action (``actions.models``) -> `ObservationMeta`
 ``POST /leases/{id}/notify_terminal``  an Action: the episode ended on it (Android tears down)
+``POST /leases/{id}/notify_output``    `OutputNotice`: a policy output, before its actions
+                                       (only where `LeaseInfo.has_notify_output`)
 ``POST /leases/{id}/evaluate``         `EvaluateReply` (the environment's evaluator score)
 ``GET  /leases/{id}/screenshot``       the latest screenshot, ``image/png`` bytes
 ``DELETE /leases/{id}``                end the lease; its environment goes back to the pool
@@ -68,6 +70,18 @@ class LeaseInfo(BaseModel):
     platform: str = Field(..., description="'web', 'desktop' or 'mobile': picks the tool.")
     idle_timeout_s: float = Field(..., description="The lease is reclaimed after this long "
                                   "without a call.")
+    has_notify_output: bool = Field(False, description="The environment hears of each policy "
+                                    "output (POST /leases/{id}/notify_output).")
+
+
+class OutputNotice(BaseModel):
+    """A policy output of the episode, before its actions run: its step index (one per
+    policy call, from 0) and the model's raw text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step_index: int = Field(..., ge=0)
+    raw_text: str
 
 
 class TaskOverrides(BaseModel):

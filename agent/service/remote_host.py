@@ -85,6 +85,13 @@ class RemoteHost:
     async def notify_terminal(self, action: Action) -> None:
         await self._watch(self.env.notify_terminal(action))
 
+    @property
+    def has_notify_output(self) -> bool:
+        return self.env.info.has_notify_output
+
+    async def notify_output(self, step_index: int, raw_text: str) -> None:
+        await self._watch(self.env.notify_output(step_index, raw_text))
+
     async def evaluate(self) -> float:
         return float(await self._watch(self.env.evaluate()))
 

@@ -58,6 +58,7 @@ from agent.service.protocol import (
     Health,
     LeaseInfo,
     ObservationMeta,
+    OutputNotice,
     ResetReply,
     ResetRequest,
 )
@@ -305,6 +306,12 @@ def _notify_terminal(slot: _Slot, action: Action) -> None:
         _observed(slot, env.step(action))
 
 
+def _notify_output(slot: _Slot, notice: OutputNotice) -> None:
+    notify = getattr(_require_reset(slot), "notify_output", None)
+    if callable(notify):  # an environment without the hook has nothing to hear
+        notify(notice.step_index, notice.raw_text)
+
+
 def _evaluate(slot: _Slot) -> EvaluateReply:
     return EvaluateReply(score=float(_require_reset(slot).evaluate()))
 
@@ -437,7 +444,8 @@ def create_app(config: ServiceConfig, suite: Any = None) -> FastAPI:
         slot = await pool.lease()
         assert slot.lease_id is not None
         return LeaseInfo(lease_id=slot.lease_id, suite=config.suite, platform=suite.platform,
-                         idle_timeout_s=config.idle_timeout_s)
+                         idle_timeout_s=config.idle_timeout_s,
+                         has_notify_output=callable(getattr(slot.env, "notify_output", None)))
 
     @app.post("/leases/{lease_id}/reset", dependencies=auth)
     async def reset(lease_id: str, request: Request) -> ResetReply:
@@ -462,6 +470,13 @@ def create_app(config: ServiceConfig, suite: Any = None) -> FastAPI:
         pool.get(lease_id)
         action = _parse(ActionAdapter, await request.body(), "action")
         await pool.call(lease_id, lambda slot: _notify_terminal(slot, action), "notify_terminal")
+        return Response(status_code=204)
+
+    @app.post("/leases/{lease_id}/notify_output", status_code=204, dependencies=auth)
+    async def notify_output(lease_id: str, request: Request) -> Response:
+        pool.get(lease_id)
+        notice = _parse(OutputNotice, await request.body(), "output notice")
+        await pool.call(lease_id, lambda slot: _notify_output(slot, notice), "notify_output")
         return Response(status_code=204)
 
     @app.post("/leases/{lease_id}/evaluate", dependencies=auth)
