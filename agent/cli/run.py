@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -34,8 +35,9 @@ from agent.cli.options import (
     fail,
     parse_key_values,
     policy_options_from,
+    validation_message,
 )
-from agent.config import redact_options
+from agent.config import Limits, PolicyOptions
 from agent.engine.episode import LoopOptions
 from agent.freeform import ShellCheck, is_verified, outcome_of
 from agent.runner import PlannedEpisode, RunAborted, execute_run
@@ -290,13 +292,18 @@ def run_command(
     the_task = Task(suite=env, task_id=task_id, seed=0, instruction=task,
                     max_steps=max_steps, time_limit_s=time_limit, config=task_config)
     try:
-        options = default_policy_options(env, policy_options_from(
-            model, base_url, dialect, policy_option, prompt_profile))
+        policy_options = PolicyOptions(**default_policy_options(env, policy_options_from(
+            model, base_url, dialect, policy_option, prompt_profile)))
     except typer.BadParameter as exc:
         raise fail(console, exc.message) from None
+    except ValidationError as exc:
+        raise fail(console, validation_message(exc)) from None
+    options = policy_options.factory_options()
+    # One task of the user's, not a suite: the RunConfig's policy and limit sections, the
+    # same JSON as a suite run's manifest has for them (agent.config).
     config = {"kind": "single", "env": env, "env_options": env_config, "policy": policy,
-              "policy_options": redact_options(options), "max_steps": max_steps,
-              "time_limit_s": time_limit}
+              "policy_options": policy_options.stored(),
+              "limits": Limits(max_steps=max_steps, time_limit_s=time_limit).model_dump()}
     from agent.safety import rules_from_cli
 
     try:
