@@ -116,7 +116,14 @@ def format_error(exc: BaseException) -> str:
 @dataclass
 class EpisodeRun:
     """The state of one running episode and its phases (begin, apply, finish), driven
-    through its environment host."""
+    through its environment host.
+
+    Trainers drive these phases themselves (agent.trainers: their generations are the
+    policy), so that their episodes follow the same rule and write the same records. A
+    host that builds the task it resets to (a trainer's dataset row sent to the
+    environment service) reports it as ``started_task``: the episode then runs and records
+    that task instead of `task`.
+    """
 
     task: Task
     episode_id: str
@@ -175,6 +182,9 @@ class EpisodeRun:
             self.end("error", format_error(exc))
             obs = None
         reset_s = time.monotonic() - reset_started
+        started = getattr(self.host, "started_task", None)
+        if obs is not None and isinstance(started, Task):
+            self.task = started  # the host built the task (a trainer's dataset row)
         if obs is not None:
             self._set_observation(obs)
             self.instruction = obs.instruction or self.task.instruction
@@ -189,6 +199,36 @@ class EpisodeRun:
         ))
         if obs is not None and obs.done:
             self.end("done")
+
+    async def run(self, act: Callable[[EpisodeState], Awaitable[PolicyOutput | None]], *,
+                  on_step: Callable[[], None] | None = None) -> None:
+        """The episode rule's loop: reset, then (limits checked before each call) ask
+        `act` for the next output and apply it, until the episode ends. `finish()` is
+        left to the caller. The engine passes its policy service as `act`, a trainer its
+        own generation; `act` returning None ends the episode as ``max_steps`` (the
+        caller's own budget, e.g. a trainer's token budget, is used up). An exception
+        from `act` ends this episode as an error."""
+        await self.begin()
+        while not self.ended:
+            self.check_limits()
+            if self.ended:
+                break
+            step_started_at, act_started = time.time(), time.monotonic()
+            try:
+                output = await act(self.state())
+            except Exception as exc:  # noqa: BLE001 - ends this episode only
+                if not isinstance(exc, HostError):
+                    logger.warning("policy %s raised: %s", self.policy_name, format_error(exc),
+                                   exc_info=logger.isEnabledFor(logging.DEBUG))
+                self.end("error", format_error(exc))
+                break
+            if output is None:
+                self.end("max_steps")
+                break
+            await self.apply(output, step_started_at=step_started_at,
+                             policy_s=time.monotonic() - act_started)
+            if on_step is not None:
+                on_step()
 
     def check_limits(self) -> None:
         if len(self.history) >= self.max_steps:
@@ -375,25 +415,11 @@ async def run_engine(
                                  sample=spec.sample, host=host,
                                  recorder=spec.recorder or NullRecorder(), options=options,
                                  policy_name=policy.name)
+            def count_step() -> None:
+                report.steps += 1
+
             try:
-                await episode.begin()
-                while not episode.ended:
-                    episode.check_limits()
-                    if episode.ended:
-                        break
-                    step_started_at, act_started = time.time(), time.monotonic()
-                    try:
-                        output = await policy.act(episode.state(), host)
-                    except Exception as exc:  # noqa: BLE001 - ends this episode only
-                        if not isinstance(exc, HostError):
-                            logger.warning("policy %s raised: %s", policy.name,
-                                           format_error(exc),
-                                           exc_info=logger.isEnabledFor(logging.DEBUG))
-                        episode.end("error", format_error(exc))
-                        break
-                    await episode.apply(output, step_started_at=step_started_at,
-                                        policy_s=time.monotonic() - act_started)
-                    report.steps += 1
+                await episode.run(lambda state: policy.act(state, host), on_step=count_step)
             finally:
                 unfinished -= 1
                 policy.episodes_active(min(pool.size, unfinished))
