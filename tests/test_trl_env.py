@@ -33,6 +33,7 @@ from agent.trainers.trl_env import (
     environment_class,
     reward_term_funcs,
 )
+from policies.profiles import get_profile
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_miniwob import miniwob_env, miniwob_suite  # noqa: F401
 from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
@@ -112,7 +113,8 @@ def test_an_episode_runs_under_the_engine_rule(miniwob_env, miniwob_suite, tmp_p
     first = env.reset(**ROW, task_id="click-button", seed=2)
     assert [part["type"] for part in first] == ["image", "text"]  # the cookbook's order
     assert first[0]["image"].size == (160, 210)
-    assert first[1]["text"].startswith("The user query: ")
+    cookbook = get_profile("qwen3-computer-use")
+    assert first[1]["text"] == cookbook.instruction_text(env.episode.instruction, [])
 
     bad = env.computer_use(action="fly")
     assert "had no valid action" in bad[0]["text"] and counting.executed == []
@@ -237,9 +239,8 @@ def _prompt_inputs(processor, image):
     messages = ComputerUseEnvironment.dataset_prompt()
     messages[-1] = {"role": "user", "content": [
         {"type": "text", "text": ""}, {"type": "image", "image": image},
-        {"type": "text", "text": "The user query: Click the button..\n"
-                                 "Task progress (You have done the following operation on "
-                                 "the current device): .\n"}]}
+        {"type": "text", "text": get_profile(ComputerUseEnvironment.profile).instruction_text(
+            "Click the button.", [])}]}
     return processor.apply_chat_template(
         messages, tools=[ComputerUseEnvironment.computer_use], add_generation_prompt=True,
         tokenize=True, return_dict=True, return_tensors="pt")
