@@ -41,7 +41,8 @@ import pytest
 import yaml
 
 from agent.trainers import verl_interface
-from agent.trainers.verl_loop import AGENT_NAME, GUIAgentLoop, task_of_row
+from agent.trainers.episodes import RowTask
+from agent.trainers.verl_loop import AGENT_NAME, GUIAgentLoop
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
 
@@ -89,12 +90,13 @@ def test_the_config_file_registers_the_loop_as_verl_loads_it():
 
 
 def test_the_dataset_row_names_the_task():
-    assert task_of_row({"task_id": "click-test", "seed": 3}).seed == 3
-    request = task_of_row({"raw_prompt": [], "extra_info": {"task_id": "enter-text",
-                                                            "max_steps": 4}})
+    assert RowTask.of({"task_id": "click-test", "seed": 3}).seed == 3
+    row = RowTask.of({"raw_prompt": [], "extra_info": {"task_id": "enter-text",
+                                                       "max_steps": 4}})
+    request = row.request()
     assert (request.task_id, request.seed, request.overrides.max_steps) == ("enter-text", 0, 4)
     with pytest.raises(ValueError, match="task_id"):
-        task_of_row({"raw_prompt": []})
+        RowTask.of({"raw_prompt": []})
 
 
 class TinyServerManager:
@@ -208,7 +210,8 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
     images = output.multi_modal_data["images"]
     assert len(images) == 2 and output.num_turns == 4  # user, assistant, user, assistant
     assert output.extra_fields["gui_steps"] == 2
-    assert output.extra_fields["gui_ended_by"] == "max_steps"
+    assert output.extra_fields["gui_terminated_by"] == "max_steps"  # the row's max_steps
+    assert output.reward_score == output.extra_fields["gui_reward_terms"]["outcome"]
     assert output.reward_score in (0.0, 1.0)
     n = len(output.response_ids)
     assert len(output.response_mask) == n == len(output.response_logprobs) and n <= 2048
@@ -249,7 +252,6 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
     # processor make of the conversation: the policy's first prompt, the assistant's
     # answer, the next screenshot as a user turn, the assistant header.
     import io
-    import re
 
     from actions.contracts import EpisodeState, Task
     from actions.observation import Observation, Size
@@ -260,12 +262,11 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
     size = Size(width=images[0].width, height=images[0].height)
     first_observation = Observation(screenshot_png=buffer.getvalue(), screen_size=size,
                                     screenshot_size=size)
-    prompt_text = encoder.tokenizer.decode(output.prompt_ids)
-    instruction = re.search(r"The user query: (.*)\n", prompt_text).group(1)
+    instruction = "Click the button."  # click-test's page
     loop_task = Task(suite="miniwob", task_id="click-test", max_steps=2)
     first = build_prompt(EpisodeState(episode_id="e", task=loop_task, instruction=instruction,
                                       observation=first_observation, platform="web"),
-                         loop.prompt_config)
+                         loop.prompt_config("web"))
     conversation = first.messages + [
         {"role": "assistant", "content": FORCED_FIRST_TURN.removesuffix("<|im_end|>")},
         {"role": "user", "content": [{"type": "image", "image": images[1]}]}]
