@@ -216,6 +216,7 @@ class CallReader:
 
     def _build_scroll(self, name: str, spec: QwenActionSpec, args: dict[str, Any]) -> Action:
         direction = args.get("direction")
+        written: int | float | None = None  # the model's pixels, as it wrote them
         if isinstance(direction, str) and direction.strip().lower() in ("up", "down", "left",
                                                                          "right"):
             direction = direction.strip().lower()
@@ -231,6 +232,7 @@ class CallReader:
                                      f"{SCROLL_DEFAULT_PIXELS} (as GUI-Owl's runner)")
                 raw_pixels = SCROLL_DEFAULT_PIXELS
             pixels = _number(raw_pixels, "pixels")
+            written = _as_written(raw_pixels, pixels)
             horizontal = name == "hscroll"
             if pixels > 0:
                 direction = "right" if horizontal else "up"
@@ -244,9 +246,12 @@ class CallReader:
             self.warnings.append(f"{self.prefix}: {name} amount {notches} clamped to 100 notches")
             notches = 100
         position = self.screen_point(args, "coordinate", "point", "position")
-        if position is None:
-            return Scroll(direction=direction, amount=notches)
-        return Scroll(direction=direction, amount=notches, x=position[0], y=position[1])
+        signed = notches if direction in ("up", "right") else -notches
+        # The model's value, kept where the notches do not say it exactly (OSWorld's
+        # official protocol sends it as written).
+        kept = None if written is None or (type(written) is int and written == signed) else written
+        x, y = position if position is not None else (None, None)
+        return Scroll(direction=direction, amount=notches, x=x, y=y, pixels=kept)
 
     def _build_type(self, name: str, spec: QwenActionSpec, args: dict[str, Any]) -> Action:
         text = self.text(args, name, "text", "content", "value")
@@ -339,6 +344,16 @@ class CallReader:
         if not url:
             raise CallError(f"{name} needs a url")
         return Navigate(url=url)
+
+
+def _as_written(raw: Any, number: float) -> int | float | None:
+    """The number as a harness that formats the raw value (f"{pixels}") writes it: an int
+    stays an int, a numeric string its own form; None where the model gave no value."""
+    if raw is None:
+        return None
+    if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().lstrip("+-").isdigit()):
+        return int(number)
+    return number
 
 
 def _round_half_up(value: float) -> int:

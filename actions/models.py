@@ -56,6 +56,9 @@ class Scroll(_ActionBase):
 
     `amount` counts wheel notches (what pyautogui calls clicks); an environment maps one
     notch to its own pixel distance (a browser scrolls about 100 CSS px per notch).
+    `pixels`: the model's own signed value (positive up / right) where `amount` does not
+    say it exactly (a fraction, more than 100 notches), for a harness that sends it as
+    written (OSWorld's Qwen3-VL runner: `pyautogui.scroll(pixels)`); None otherwise.
     """
 
     type: Literal["scroll"] = "scroll"
@@ -63,11 +66,15 @@ class Scroll(_ActionBase):
     amount: int = Field(..., ge=1, le=100)
     x: PixelCoord | None = None
     y: PixelCoord | None = None
+    pixels: int | float | None = Field(None, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> Scroll:
         if (self.x is None) != (self.y is None):
             raise ValueError("scroll position needs both x and y, or neither")
+        if self.pixels is not None and (self.pixels > 0) != (self.direction in ("up", "right")):
+            raise ValueError(f"scroll pixels {self.pixels} disagree with direction "
+                             f"{self.direction!r} (positive is up or right)")
         return self
 
 

@@ -212,8 +212,9 @@ def encode_qwen3vl_official(action: Action, pointer: tuple[int, int] | None) -> 
     code (the action is not executed and nothing is sent).
 
     `terminate` is DONE whatever its status; `wait` is WAIT; `triple_click`, `hscroll`
-    and `answer` have no branch there; `scroll` is `pyautogui.scroll(pixels)`, its
-    coordinate ignored; a `left_click_drag` that starts where the cursor is (`pointer`)
+    and `answer` have no branch there; `scroll` is `pyautogui.scroll(pixels)` with the
+    model's value as written (not rounded, not capped: `Scroll.pixels`), its coordinate
+    ignored; a `left_click_drag` that starts where the cursor is (`pointer`)
     is `pyautogui.dragTo(x, y, duration=0.5)`. Everything else is the shared exporter's
     code (the same pyautogui calls the reference writes for those actions).
     """
@@ -228,6 +229,8 @@ def encode_qwen3vl_official(action: Action, pointer: tuple[int, int] | None) -> 
             return []
         case Scroll(direction="left" | "right"):
             return []
+        case Scroll(pixels=pixels) if pixels is not None:
+            return [f"pyautogui.scroll({pixels})"]  # as the model wrote it
         case Scroll(direction=direction, amount=amount):
             return [f"pyautogui.scroll({amount if direction == 'up' else -amount})"]
         case Drag(start_x=sx, start_y=sy, end_x=ex, end_y=ey) if pointer == (sx, sy):

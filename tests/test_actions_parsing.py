@@ -365,7 +365,7 @@ def test_scroll_signs_and_amount_bounds() -> None:
                    + call({"action": "scroll", "pixels": -500}))
     assert parsed.actions == [Scroll(direction="up", amount=5),
                               Scroll(direction="left", amount=2, x=960, y=540),
-                              Scroll(direction="down", amount=100)]
+                              Scroll(direction="down", amount=100, pixels=-500)]
     assert "at least 1" in parsed.errors[0]
     assert any("clamped to 100" in w for w in parsed.warnings)
 

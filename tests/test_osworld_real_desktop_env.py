@@ -11,7 +11,7 @@ Reference facts (the behaviour these tests hold our `--protocol official` to):
 - mm_agents/qwen3vl_agent.py `parse_response` (the same file in the 1.0.2 wheel and in
   karakuri-ai/OSWorld-JP @ 3301bf9fd54cef911c6788543fba9da99bd4bfcf): terminate -> "DONE"
   whatever its status; wait -> "WAIT"; scroll -> f"pyautogui.scroll({pixels})" (no
-  coordinate, no clamp); left_click_drag -> f"pyautogui.dragTo({x}, {y},
+  coordinate, no rounding, no clamp); left_click_drag -> f"pyautogui.dragTo({x}, {y},
   duration={duration})" with duration 0.5 (from the cursor); no branch for
   triple_click, hscroll or answer (no code: nothing is executed).
 - lib_run_single.py `run_single_example` (karakuri-ai/OSWorld-JP @
@@ -134,15 +134,18 @@ def test_actions_without_reference_code_scroll_and_drag(real_desktop_env, monkey
             assert step.info["not_executed"] and step.action_error is None
         assert sum(r == "POST /execute" for r in vm.requests) == executes
         env.step(Scroll(direction="down", amount=7, x=100, y=100))
+        env.step(Scroll(direction="down", amount=3, pixels=-2.5))  # as the model wrote it
         from actions.models import Drag
 
         env.step(Drag(start_x=960, start_y=540, end_x=300, end_y=200))
-        assert vm.calls == [("scroll", (-7,), {}), ("dragTo", (300, 200), {"duration": 0.5})]
+        assert vm.calls == [("scroll", (-7,), {}), ("scroll", (-2.5,), {}),
+                            ("dragTo", (300, 200), {"duration": 0.5})]
         assert env.evaluate() == 1.0  # the package's own vm_command_line getter ran
         env.close()
         assert vm.compile_errors == [] and vm.programs
     assert [line["action"] for line in traj(tmp_path, "echo-1")] == [
-        "pyautogui.scroll(-7)", "pyautogui.dragTo(300, 200, duration=0.5)"]
+        "pyautogui.scroll(-7)", "pyautogui.scroll(-2.5)",
+        "pyautogui.dragTo(300, 200, duration=0.5)"]
 
 
 class TextPolicy:

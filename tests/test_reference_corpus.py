@@ -10,8 +10,9 @@ canonical action that harness would perform, derived from the harness code:
 - computer-use cookbook (same commit; cookbooks/computer_use.ipynb read in
   Firefly-llm/Qwen3-VL@08254a94): `x / 1000 * width`; actions per ComputerUse.
 - OSWorld (karakuri-ai/OSWorld-JP@3301bf9f mm_agents/qwen3vl_agent.py): `int(x * W / 999)`,
-  left_click -> pyautogui.click, key -> press / hotkey, scroll -> pyautogui.scroll(pixels)
-  (positive = up), left_click_drag -> dragTo from the current pointer, terminate -> DONE
+  left_click -> pyautogui.click, key -> press / hotkey, scroll -> `pixels =
+  args.get("pixels", 0)` then f"pyautogui.scroll({pixels})" (positive = up; the raw value,
+  neither rounded nor capped), left_click_drag -> dragTo from the current pointer, terminate -> DONE
   whatever the status.
 - Qwen-Agent (QwenLM/Qwen-Agent@06a19046 nous_fncall_prompt.py): tool calls are read with
   json5 (single quotes, trailing commas, unquoted keys).
@@ -24,7 +25,8 @@ canonical action that harness would perform, derived from the harness code:
 `OSWORLD_EXECUTION` goes one step further for OSWorld: the pyautogui code the reference's
 `parse_response` writes, against what our `--protocol official` sends, for the cases
 where our `fast` protocol differs on purpose (terminate failure, triple_click, hscroll,
-answer, a scroll at a coordinate, a drag from the cursor).
+answer, a scroll at a coordinate, a drag from the cursor, scroll amounts that are not a
+whole number of notches up to 100: `--protocol fast` rounds them half up and caps at 100).
 
 Screens are chosen so the references' int() / round() and our round-half-up agree exactly
 (e.g. 1998 px wide on the /999 grid); elsewhere they differ by at most 1 px.
@@ -216,6 +218,15 @@ OSWORLD_EXECUTION = [
      tc({"action": "left_click_drag", "coordinate": [500, 500]}), (100, 200),
      ["pyautogui.dragTo(1000, 500, duration=0.5)"]),
     ("wait -> WAIT", tc({"action": "wait", "time": 3}), None, ["WAIT"]),
+    # scroll -> f"pyautogui.scroll({pixels})": the value as the model wrote it
+    ("scroll a fraction: not rounded", tc({"action": "scroll", "pixels": -2.5}), None,
+     ["pyautogui.scroll(-2.5)"]),
+    ("scroll past 100 notches: not capped", tc({"action": "scroll", "pixels": 500}), None,
+     ["pyautogui.scroll(500)"]),
+    ("scroll a whole float: written as a float", tc({"action": "scroll", "pixels": 5.0}), None,
+     ["pyautogui.scroll(5.0)"]),
+    ("scroll a numeric string: formatted as written", tc({"action": "scroll", "pixels": "-3"}),
+     None, ["pyautogui.scroll(-3)"]),
 ]
 
 
@@ -244,3 +255,13 @@ def test_osworld_official_sends_what_the_qwen3vl_runner_sends(
     sent = [code for action in parsed.actions
             for code in encode_qwen3vl_official(action, pointer)]
     assert sent == reference_code
+
+
+@pytest.mark.parametrize(("pixels", "fast_code"), [(-2.5, "pyautogui.scroll(-3)"),
+                                                   (500, "pyautogui.scroll(100)")])
+def test_osworld_fast_keeps_whole_notches_capped_at_100(pixels: float, fast_code: str) -> None:
+    """Ours under --protocol fast: the same call scrolls whole notches, at most 100."""
+    from benchmarks.osworld import encode
+
+    parsed = parse_tool_calls(tc({"action": "scroll", "pixels": pixels}), "qwen3_999", DESK_999)
+    assert [encode(action, "pyautogui") for action in parsed.actions] == [[fast_code]]
