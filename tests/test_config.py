@@ -63,7 +63,8 @@ def test_identity_leaves_out_what_may_change_on_resume():
 
 def test_eval_config_file_runs_and_the_manifest_reruns(tmp_path):
     config = RunConfig(suite="unit", tasks=["a", "long-3"], episodes_per_task=2,
-                       limits={"max_steps": 5}, output={"out_dir": str(tmp_path / "run")})
+                       limits={"max_steps": 5}, safety=SafetyRules(refused_actions=["key"]),
+                       output={"out_dir": str(tmp_path / "run")})
     path = tmp_path / "run.json"
     path.write_text(config.model_dump_json(indent=2))
     result = runner.invoke(app, ["eval", "--config", str(path)], catch_exceptions=False)
@@ -77,6 +78,18 @@ def test_eval_config_file_runs_and_the_manifest_reruns(tmp_path):
     assert result.exit_code == 0, result.output
     assert (sorted(r.key for r in RunDir(tmp_path / "again").results())
             == sorted(r.key for r in RunDir(tmp_path / "run").results()))
+    again = RunDir(tmp_path / "again").manifest().config
+    assert again["safety"] == manifest.config["safety"] and again["limits"]["max_steps"] == 5
+
+
+def test_the_config_file_shown_in_running_md_is_a_valid_run_config():
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "docs" / "running.md").read_text()
+    block = page.split("```json\n", 1)[1].split("```", 1)[0]
+    config = RunConfig.model_validate_json(block)
+    assert config.policy_options.sampling == {"temperature": 0.0}
+    assert config.engine.workers == 4
 
 
 def test_eval_config_refuses_flags_beside_it_and_bad_files(tmp_path):
