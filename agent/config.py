@@ -261,7 +261,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigFileError(f"{path} is not a valid run config:\n{exc}") from None
+        lines = [f"  {'.'.join(str(p) for p in error['loc']) or 'config'}: {error['msg']}"
+                 for error in exc.errors()]
+        raise ConfigFileError(f"{path} is not a valid run config:\n" + "\n".join(lines)) from None
 
 
 __all__ = [
