@@ -22,13 +22,14 @@ TOKEN = "test-token-0123456789abcdef"
 
 
 @contextmanager
-def running_service(suite_name: str = "miniwob", suite: Any = None,
+def running_service(suite_name: str = "miniwob", suite: Any = None, port: int = 0,
                     **config: Any) -> Iterator[tuple[str, Any]]:
-    """Yield (base_url, app) of a service serving `suite` (or the named suite)."""
+    """Yield (base_url, app) of a service serving `suite` (or the named suite), on `port`
+    (0: a free one)."""
     app = create_app(ServiceConfig(suite=suite_name, token=TOKEN, **config), suite=suite)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

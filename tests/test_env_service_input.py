@@ -9,10 +9,14 @@ reaches an environment, and what the test checks is that nothing did.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
-from agent.service.protocol import ErrorCode
+from actions.models import Click
+from agent.service.client import RemoteEnvironment, RemoteEnvironmentCrashed
+from agent.service.protocol import ErrorCode, ResetRequest
 from benchmarks.miniwob import MiniWoBSuite
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_loop import ScriptedEnv
@@ -120,3 +124,23 @@ def test_an_oversize_body_is_413_on_every_route_before_it_is_read(service):  # n
                  ErrorCode.TOO_LARGE, "limit")
     assert _state(http, suite) == before
     assert http.post(_path(lease, "evaluate")).json()["score"] == 1.0  # the lease still works
+
+
+def test_a_restarted_service_fails_its_clients_clearly_and_they_lease_again():
+    suite = _ScriptedSuite()
+    with running_service(suite=suite, max_envs=1) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        remote = RemoteEnvironment(url, TOKEN, timeout_s=30)
+        remote.reset(ResetRequest(task_id="click-test"))
+    try:
+        started = time.monotonic()  # the service is down: a clear error at once, no hang
+        with pytest.raises(RemoteEnvironmentCrashed, match="down or restarting") as down:
+            remote.step(Click(x=1, y=1))
+        assert down.value.lease_lost and time.monotonic() - started < 10
+        with running_service(suite=suite, max_envs=1, port=port):  # back, leases forgotten
+            with pytest.raises(RemoteEnvironmentCrashed, match="before a restart") as gone:
+                remote.step(Click(x=1, y=1))
+            assert gone.value.lease_lost
+            assert remote.reset(ResetRequest(task_id="click-test", seed=2)).instruction
+    finally:
+        remote.close()

@@ -95,15 +95,30 @@ class EnvServiceClient:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s,
                                        headers={"Authorization": f"Bearer {token}"})
 
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP exchange; a service that is down or restarted mid-call (refused or
+        dropped connection, no answer in time) is a lost lease with a clear message,
+        never a hang past `timeout_s`."""
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            lost = RemoteEnvironmentCrashed(
+                f"{ErrorCode.UNKNOWN_LEASE.value}: the environment service at {self.base_url} "
+                f"did not answer {method} {path} ({type(exc).__name__}: {exc or 'no detail'}): "
+                "it is down or restarting, and a restarted service has none of its leases; "
+                "lease again once it is back")
+            lost.code = ErrorCode.UNKNOWN_LEASE.value
+            raise lost from exc
+
     async def health(self) -> Health:
-        return Health.model_validate_json(_check(await self._http.get("/health")).content)
+        return Health.model_validate_json(_check(await self._send("GET", "/health")).content)
 
     async def lease(self) -> AsyncRemoteEnvironment:
         """Lease one environment, waiting (up to lease_wait_s) while all are leased."""
         deadline = time.monotonic() + self.lease_wait_s
         delay_s = 0.1
         while True:
-            response = await self._http.post("/leases")
+            response = await self._send("POST", "/leases")
             if response.status_code != 503 or time.monotonic() + delay_s > deadline:
                 info = LeaseInfo.model_validate_json(_check(response).content)
                 return AsyncRemoteEnvironment(self, info)
@@ -111,7 +126,7 @@ class EnvServiceClient:
             delay_s = min(delay_s * 2, 2.0)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return _check(await self._http.request(method, path, **kwargs))
+        return _check(await self._send(method, path, **kwargs))
 
     async def aclose(self) -> None:
         await self._http.aclose()
