@@ -30,6 +30,12 @@ columns of one run, not runs); the memory figures are robust.
 
 `--peak-pss -- COMMAND...` runs any command the same way and prints its tree's peak PSS,
 CPU and wall time (how the `cua eval` figures in docs/measured.md were taken).
+
+`--leak EPISODES` runs that many oracle episodes on `--envs` environments (one value) and
+reads the process tree's PSS after every 100 finished episodes: the end against after the
+first 100, and the least-squares slope in MiB per 100 episodes from there on.
+
+    python -m benchmarks.perf.density --leak 1000 --envs 8
 """
 
 from __future__ import annotations
@@ -135,9 +141,21 @@ async def _child(setup: dict[str, Any]) -> dict[str, Any]:
                     else ExpertBehindServer(SimulatedServer(1.0, 0.03)))
     pool = HostPool(envs, lambda i: ThreadHost.start(
         i, lambda: suite.make_environment(**options), suite.make_expert))
+    me = psutil.Process()
+    readings: list[tuple[int, float]] = []
+
+    finished = 0
+
+    def on_result(_: Any) -> None:
+        nonlocal finished
+        finished += 1
+        if finished % 100 == 0:
+            readings.append((finished, tree_pss_bytes(me) / 2**20))
+
     started = time.monotonic()
     try:
-        report = await run_engine(pool, service, specs, options=LoopOptions())
+        report = await run_engine(pool, service, specs, options=LoopOptions(),
+                                  on_result=on_result)
     finally:
         wall_s = time.monotonic() - started
         await pool.close()
@@ -147,7 +165,33 @@ async def _child(setup: dict[str, Any]) -> dict[str, Any]:
     results = [r for r in report.results if r is not None]
     return {"episodes": len(results), "steps": sum(r.steps for r in results),
             "succeeded": sum(bool(r.success) for r in results),
-            "errors": sum(r.error is not None for r in results), "wall_s": wall_s}
+            "errors": sum(r.error is not None for r in results), "wall_s": wall_s,
+            "pss_every_100": readings}
+
+
+def leak_run(envs: int, episodes: int, timeout_s: float, console: Console) -> dict[str, Any]:
+    """The leak run (see module docstring)."""
+    setup = {"envs": envs, "layout": "shared", "policy": "oracle",
+             "episodes_per_env": -(-episodes // envs)}
+    row = measure(setup, timeout_s)
+    readings = row.get("pss_every_100", [])
+    console.print(f"{row.get('episodes')} episodes on {envs} environments, "
+                  f"{row.get('succeeded')} succeeded, {row.get('errors')} errors, "
+                  f"{row.get('wall_s', 0):.0f} s; peak PSS {row['peak_pss_mib']:.0f} MiB")
+    for finished, pss in readings:
+        console.print(f"  after {finished:5d} episodes: {pss:7.0f} MiB")
+    if len(readings) >= 2:
+        xs = [float(n) for n, _ in readings]
+        ys = [pss for _, pss in readings]
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) \
+            / sum((x - mean_x) ** 2 for x in xs)
+        row["slope_mib_per_100"] = 100 * slope
+        row["end_vs_first_100"] = ys[-1] / ys[0]
+        console.print(f"end / after the first 100: {ys[-1] / ys[0]:.3f} "
+                      f"({100 * (ys[-1] / ys[0] - 1):+.1f} %, target within 10 %); slope "
+                      f"{100 * slope:+.2f} MiB per 100 episodes")
+    return row
 
 
 # --------------------------------------------------------------------------- the table
@@ -176,8 +220,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--episodes-per-env", type=int, default=2)
     parser.add_argument("--contexts-per-browser", type=int, default=None,
                         help="for the shared layout (default: WebConfig's)")
+    parser.add_argument("--own-up-to", type=int, default=32,
+                        help="run the `own` layout only up to this many environments (one "
+                        "browser each: 64 would need ~14 GiB here)")
     parser.add_argument("--timeout", type=float, default=900.0, help="per setup, seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--leak", type=int, default=None, metavar="EPISODES",
+                        help="the leak run: EPISODES oracle episodes on --envs environments")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--peak-pss", action="store_true",
                         help="-- COMMAND...: run it and print its peak PSS, CPU, wall time")
@@ -193,6 +242,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(json.dumps(asyncio.run(_child(json.loads(args.child)))))
         return []
     console = Console(width=160)
+    if args.leak:
+        return [leak_run(int(args.envs), args.leak, args.timeout * 10, console)]
     rows = []
     for envs in (int(n) for n in args.envs.split(",")):
         for policy in args.policies.split(","):
@@ -200,6 +251,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 setup = {"envs": envs, "layout": layout, "policy": policy,
                          "episodes_per_env": args.episodes_per_env,
                          "contexts_per_browser": args.contexts_per_browser}
+                if layout == "own" and envs > args.own_up_to:
+                    console.print(f"[dim]not run: {setup} (--own-up-to {args.own_up_to})[/dim]")
+                    continue
                 console.print(f"[dim]{setup}[/dim]")
                 rows.append(measure(setup, args.timeout))
                 console.print(table(rows[-1:]))

@@ -138,8 +138,15 @@ class WebConfig(BaseModel):
         "reset. False reuses the tab, saving ~0.2 s per reset, for suites whose pages keep "
         "no state between loads (MiniWoB).",
     )
+    max_episodes_per_context: int = Field(
+        10, ge=1,
+        description="With fresh_context_per_episode False: a context serves at most this "
+        "many episodes, then a fresh one opens. A tab navigated again and again grows "
+        "(~0.8 MiB of renderer and driver memory per episode on MiniWoB, measured in "
+        "docs/measured.md): this bounds it.",
+    )
     contexts_per_browser: int = Field(
-        8, ge=1, le=256,
+        4, ge=1, le=256,
         description="Environments of one process share a Chromium, each in an isolated "
         "context (cookies, storage, cache, viewport, scripts of its own); a second browser "
         "starts once one carries this many. 1 gives every environment its own browser. "

@@ -89,6 +89,7 @@ class WebEnvironment(BrowserSide, Acting, Capture):
         self._pointer: tuple[int, int] = (0, 0)
         self._browser_pid: int | None = None
         self._crash_reason: str | None = None
+        self._episodes_in_context = 0
         self._pending_requests: dict[Any, float] = {}
         self._loading = False
         self._blocked_urls: list[str] = []
@@ -197,10 +198,14 @@ class WebEnvironment(BrowserSide, Acting, Capture):
         self.task = task
         self.last_answer = None
         with self._guard("reset"):
-            if self._context is None or self.config.fresh_context_per_episode or self._attached:
+            if (self._context is None or self.config.fresh_context_per_episode
+                    or self._attached
+                    or self._episodes_in_context >= self.config.max_episodes_per_context):
                 self._new_context()
+                self._episodes_in_context = 0
             else:
                 self._reuse_context()
+            self._episodes_in_context += 1
 
     def step(self, action: Action) -> Observation:
         """Execute `action` with real input events, wait for the page to settle, observe."""
