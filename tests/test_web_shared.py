@@ -114,3 +114,14 @@ def test_our_disabled_features_keep_playwrights_own(site):  # noqa: F811
         assert playwrights <= ours and flags[-1] == CHROMIUM_FLAGS[-1]
         renderers = [psutil.Process(pid).cmdline() for pid in _renderers(env.browser_pid)]
         assert not any("--top-chrome-webui" in cmdline for cmdline in renderers)  # no omnibox popup renderer per context
+
+
+def test_a_reused_context_is_renewed_after_max_episodes_per_context(site):  # noqa: F811
+    config = WebConfig(viewport=Size(width=200, height=120), fresh_context_per_episode=False,
+                       max_episodes_per_context=2)
+    with WebEnvironment(config) as env:
+        contexts = []
+        for _ in range(3):
+            env.reset(web_task(f"{site}/plain.html"))
+            contexts.append(env._context)
+        assert contexts[0] is contexts[1] and contexts[2] is not contexts[1]
