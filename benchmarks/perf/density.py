@@ -128,14 +128,33 @@ async def _child(setup: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.miniwob import MiniWoBSuite
     from benchmarks.perf.engine import ExpertBehindServer, SimulatedServer
 
-    suite = MiniWoBSuite()
+    platform = setup.get("platform", "web")
+    adb = None
+    if platform == "desktop":
+        from benchmarks.desktop import DesktopSuite
+
+        suite: Any = DesktopSuite()
+        tasks = sorted(suite.list_tasks())[:4]
+    elif platform == "android":
+        from benchmarks.android.suite import AndroidSuite
+        from benchmarks.perf.soak import AdbServer
+
+        adb = AdbServer()  # a private adb server on a free port
+        adb.start()
+        suite = AndroidSuite(adb_port=adb.port)
+        tasks = sorted(suite.list_tasks())[:4]
+    else:
+        suite = MiniWoBSuite()
+        tasks = WEB_TASKS
     options: dict[str, Any] = {}
-    if setup["layout"] == "own":
+    if platform != "web":
+        pass  # one X server / one virtual phone per environment: no layout to choose
+    elif setup["layout"] == "own":
         options["contexts_per_browser"] = 1
     elif setup.get("contexts_per_browser"):
         options["contexts_per_browser"] = setup["contexts_per_browser"]
     envs = setup["envs"]
-    specs = [EpisodeSpec(task=suite.make_task(WEB_TASKS[n % len(WEB_TASKS)], n),
+    specs = [EpisodeSpec(task=suite.make_task(tasks[n % len(tasks)], n),
                          episode_id=f"e{n}") for n in range(envs * setup["episodes_per_env"])]
     service: Any = (ExpertPolicy() if setup["policy"] == "oracle"
                     else ExpertBehindServer(SimulatedServer(1.0, 0.03)))
@@ -162,6 +181,8 @@ async def _child(setup: dict[str, Any]) -> dict[str, Any]:
         close = getattr(service, "close", None)
         if close is not None:
             await close()
+        if adb is not None:
+            adb.stop()
     results = [r for r in report.results if r is not None]
     return {"episodes": len(results), "steps": sum(r.steps for r in results),
             "succeeded": sum(bool(r.success) for r in results),
@@ -198,13 +219,13 @@ def leak_run(envs: int, episodes: int, timeout_s: float, console: Console) -> di
 
 
 def table(rows: list[dict[str, Any]]) -> Table:
-    out = Table(title="web (MiniWoB) environments: memory and throughput")
-    for column in ("envs", "layout", "policy", "peak PSS MiB", "PSS/env MiB", "env-steps/s",
+    out = Table(title="environments: memory and throughput")
+    for column in ("platform", "envs", "layout", "policy", "peak PSS MiB", "PSS/env MiB", "env-steps/s",
                    "env-steps/h", "CPU cores", "episodes ok/all", "errors"):
         out.add_column(column, justify="right")
     for row in rows:
         steps_s = row.get("steps", 0) / row["wall_s"] if row.get("wall_s") else 0.0
-        out.add_row(str(row["envs"]), row["layout"], row["policy"], f"{row['peak_pss_mib']:.0f}",
+        out.add_row(row.get("platform", "web"), str(row["envs"]), row["layout"], row["policy"], f"{row['peak_pss_mib']:.0f}",
                     f"{row['peak_pss_mib'] / row['envs']:.0f}", f"{steps_s:.2f}",
                     f"{steps_s * 3600:,.0f}", f"{row['cpu_cores']:.2f}",
                     f"{row.get('succeeded', 0)}/{row.get('episodes', 0)}",
@@ -215,6 +236,9 @@ def table(rows: list[dict[str, Any]]) -> Table:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", default="1,8,32,64")
+    parser.add_argument("--platforms", default="web",
+                        help="web, desktop (Xvfb + window manager + app per environment), "
+                        "android (a virtual phone per environment)")
     parser.add_argument("--layouts", default="shared,own")
     parser.add_argument("--policies", default="oracle,served")
     parser.add_argument("--episodes-per-env", type=int, default=2)
@@ -245,20 +269,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.leak:
         return [leak_run(int(args.envs), args.leak, args.timeout * 10, console)]
     rows = []
-    for envs in (int(n) for n in args.envs.split(",")):
-        for policy in args.policies.split(","):
-            for layout in args.layouts.split(","):
-                setup = {"envs": envs, "layout": layout, "policy": policy,
-                         "episodes_per_env": args.episodes_per_env,
-                         "contexts_per_browser": args.contexts_per_browser}
-                if layout == "own" and envs > args.own_up_to:
-                    console.print(f"[dim]not run: {setup} (--own-up-to {args.own_up_to})[/dim]")
-                    continue
-                console.print(f"[dim]{setup}[/dim]")
-                rows.append(measure(setup, args.timeout))
-                console.print(table(rows[-1:]))
-                if args.json:
-                    args.json.write_text(json.dumps(rows, indent=1))
+    setups = [{"platform": platform, "envs": int(envs), "layout": layout, "policy": policy,
+               "episodes_per_env": args.episodes_per_env,
+               "contexts_per_browser": args.contexts_per_browser}
+              for platform in args.platforms.split(",") for envs in args.envs.split(",")
+              for policy in args.policies.split(",")
+              for layout in (args.layouts.split(",") if platform == "web" else ["own"])]
+    for setup in setups:
+        if setup["layout"] == "own" and setup["envs"] > args.own_up_to:
+            console.print(f"[dim]not run: {setup} (--own-up-to {args.own_up_to})[/dim]")
+            continue
+        console.print(f"[dim]{setup}[/dim]")
+        rows.append(measure(setup, args.timeout))
+        console.print(table(rows[-1:]))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
     console.print(table(rows))
     console.print(f"[dim]{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at "
                   "the end (throughput is noisy on a shared machine; memory is not)[/dim]")
