@@ -276,6 +276,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               for policy in args.policies.split(",")
               for layout in (args.layouts.split(",") if platform == "web" else ["own"])]
     for setup in setups:
+        if setup["platform"] == "desktop" and setup["envs"] > 1:
+            console.print("[dim]not run: desktop at more than 1 environment (pyautogui drives "
+                          "one X display per process: measure `cua eval desktop --workers N` "
+                          "with --peak-pss)[/dim]")
+            continue
         if setup["layout"] == "own" and setup["envs"] > args.own_up_to:
             console.print(f"[dim]not run: {setup} (--own-up-to {args.own_up_to})[/dim]")
             continue
