@@ -92,7 +92,7 @@ from trajectories.store import RunDir
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # benchmarks/perf/soak.py -> the checkout
 FAULT_KINDS = ("kill_browser", "kill_context", "kill_worker", "kill_run", "kill_adb",
                "kill_policy_server", "server_500", "server_hang", "disk_full")
 POLICY_TIMEOUT_S = 8.0  # the openai client's per-request timeout in the soak
@@ -579,6 +579,9 @@ def _json_ok(path: Path, audit: Audit) -> None:
 
 
 def audit_run(stream: Stream, audit: Audit) -> None:
+    if not (stream.out / "manifest.json").exists():  # the run never got going
+        audit.lost += sorted(stream.expected_keys)
+        return
     run = RunDir(stream.out)
     results = run.results()
     keys = collections.Counter(r.key for r in results)
