@@ -27,7 +27,6 @@ import sys
 import time
 from typing import Any
 
-import httpx
 import psutil
 from rich.console import Console
 from rich.table import Table
@@ -97,6 +96,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of stepping")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds, first round")
     args = parser.parse_args(argv)
+    import httpx  # the [serve] extra, as the service itself
+
     console = Console(width=120)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
