@@ -125,3 +125,16 @@ def test_a_reused_context_is_renewed_after_max_episodes_per_context(site):  # no
             env.reset(web_task(f"{site}/plain.html"))
             contexts.append(env._context)
         assert contexts[0] is contexts[1] and contexts[2] is not contexts[1]
+
+
+def test_reading_a_dead_page_from_another_thread_is_a_crash(site):  # noqa: F811
+    """An expert reads the page from its host's thread; a killed browser is a crash there
+    too (EnvironmentCrashed, retryable), not a raw Playwright error."""
+    with WebEnvironment(WebConfig(viewport=Size(width=200, height=120),
+                                  contexts_per_browser=1)) as env:
+        env.reset(web_task(f"{site}/plain.html"))
+        page = env.page
+        os.kill(env.browser_pid, signal.SIGKILL)
+        with pytest.raises(EnvironmentCrashed):
+            for _ in range(50):  # until the driver has noticed the browser is gone
+                page.evaluate("() => 1")

@@ -479,7 +479,10 @@ class FaultInjector:
                 os.killpg(stream.process.pid, signal.SIGKILL)
             return f"killed the process group of {stream.name} (pid {stream.process.pid})"
         if kind == "kill_adb":
-            pids = self.adb.pids()
+            deadline = time.monotonic() + 20  # a killed server is restarted by the next reset
+            while not (pids := self.adb.pids()) and time.monotonic() < deadline \
+                    and not self._stop.is_set():
+                self._stop.wait(0.25)  # polling for the adb server to be back
             if not pids:
                 return "skipped: no adb server running"
             for pid in pids:

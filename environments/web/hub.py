@@ -257,7 +257,15 @@ class HubProxy:
         value = hub.call(lambda: getattr(target, name))
         if callable(value) and not type(value).__module__.startswith("playwright."):
             def on_hub(*args: Any, **kwargs: Any) -> Any:
-                return hub.proxy(hub.call(lambda: value(*args, **kwargs)))
+                try:
+                    return hub.proxy(hub.call(lambda: value(*args, **kwargs)))
+                except Exception as error:
+                    if type(error).__name__ != "TargetClosedError":
+                        raise
+                    # an expert reading a page whose browser or renderer died: the
+                    # environment crashed (retryable), as its own calls report it
+                    raise EnvironmentCrashed(f"the page closed during {name}: "
+                                             f"{str(error).splitlines()[0]}") from error
             return on_hub
         return hub.proxy(value)
 
