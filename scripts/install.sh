@@ -37,3 +37,13 @@ if [ ! -f "$DESKTOP_ENV_TARGET/desktop_env-1.0.2.stamp" ]; then
     desktop-env==1.0.2 requests-toolbelt==1.0.0 python-dotenv==1.2.1
   touch "$DESKTOP_ENV_TARGET/desktop_env-1.0.2.stamp"
 fi
+
+# verl 0.9.1 in a venv of its own, for the agent-loop tests (tests/test_verl_loop.py runs
+# tests/verl_venv/ with it): verl pins transformers<5.11, qwen-cua runs a newer one. verl
+# imports cachetools, uvicorn and fastapi without declaring them; torch is pinned as above,
+# and so is the transformers pip picks for verl 0.9.1 (5.10.4). Our package goes in
+# without its dependencies: the trainer modules need only what verl brings.
+[ -x .venv-verl/bin/python ] || "$PYTHON" -m venv .venv-verl
+.venv-verl/bin/pip install -q torch==2.13.0
+.venv-verl/bin/pip install -q verl==0.9.1 transformers==5.10.4 cachetools uvicorn fastapi pytest
+.venv-verl/bin/pip install -q --no-deps -e .

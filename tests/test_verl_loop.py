@@ -1,17 +1,11 @@
 """verl's agent loop (`agent.trainers.verl_loop.GUIAgentLoop`) with the tiny Qwen3-VL.
 
-verl cannot be installed here: verl 0.9.1 (PyPI) installs beside torch 2.13.0 in a plain
-venv (it also needs cachetools, uvicorn and fastapi, which it does not declare), but it
-requires transformers>=5.5.3,<5.11 and this project runs transformers 5.24; and under
-transformers 5.10.4 (what pip picks for verl 0.9.1) the Qwen2/3-VL image processors
-import torchvision, which has no build for this CPU torch 2.13.0. In that throwaway venv
-GUIAgentLoop imports, subclasses verl's own AgentLoopBase, and verl's AgentLoopOutput
-takes what the loop returns (as_dict() gives rm_scores with the reward on the last token);
-the episode itself cannot run there for lack of an image processor. So these tests
-run the loop against our copy of verl's interface (agent/trainers/verl_interface.py),
-written from verl 0.9.1's signatures; `test_interface_copy_matches_verl_0_9_1` pins that
-copy to facts read from verl 0.9.1's agent_loop.py (and checks the real classes when verl
-is importable).
+verl 0.9.1 requires transformers<5.11 and this project runs a newer one, so verl lives in
+its own venv (.venv-verl, made by scripts/install.sh: verl 0.9.1, transformers 5.10.4,
+torch 2.13.0): `test_under_real_verl_0_9_1` runs tests/verl_venv/check_verl_0_9_1.py there
+against verl's own classes. The other tests here run in the main venv, where the loop
+falls back to our copy of verl's interface (agent/trainers/verl_interface.py), which the
+verl-venv check compares with the real classes.
 
 What is real: the environment (MiniWoB in Chromium behind `cua serve-env` on loopback),
 the tokens and logprobs (the tiny Qwen3-VL generating), the image processor. The stand-in
@@ -45,6 +39,7 @@ from agent.trainers.episodes import RowTask
 from agent.trainers.verl_loop import AGENT_NAME, GUIAgentLoop
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
+from tests.test_trl_env import _image_only_processor
 
 # verl 0.9.1 (PyPI wheel), verl/experimental/agent_loop/agent_loop.py: the pydantic fields
 # of AgentLoopOutput / AgentLoopMetrics in declaration order, and AgentLoopBase.__init__.
@@ -111,6 +106,7 @@ class TinyServerManager:
     def __init__(self, model_dir: Path, max_new_tokens: int = 12) -> None:
         from policies.qwen3vl import QwenVLGenerator
 
+        self.model_dir = model_dir
         self.generator = QwenVLGenerator(str(model_dir), device="cpu", dtype="float32")
         self.encoder = self.generator.encoder
         self.max_new_tokens = max_new_tokens
@@ -174,9 +170,7 @@ def _loop(url: str, server: TinyServerManager, response_length: int) -> GUIAgent
     trainer_config = SimpleNamespace(config=SimpleNamespace(
         actor_rollout_ref=SimpleNamespace(rollout=rollout)))
     encoder = server.encoder
-    processor = SimpleNamespace(tokenizer=encoder.tokenizer,
-                                image_processor=encoder.image_processor,
-                                chat_template=encoder.chat_template)
+    processor = _image_only_processor(server.model_dir)
     return GUIAgentLoop(trainer_config=trainer_config, server_manager=server,
                         tokenizer=encoder.tokenizer, processor=processor, dataset_cls=None,
                         data_config=SimpleNamespace(config={}), name=AGENT_NAME,
@@ -272,3 +266,33 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
         {"role": "user", "content": [{"type": "image", "image": images[1]}]}]
     rendered = encoder.encode(conversation, [images[0], images[1]])["input_ids"]
     assert server.calls[1]["prompt_ids"] == rendered
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VERL_PYTHON = REPO_ROOT / ".venv-verl" / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_under_real_verl_0_9_1():
+    """tests/verl_venv/check_verl_0_9_1.py, run by .venv-verl's pytest (verl 0.9.1,
+    transformers 5.10.4, made by scripts/install.sh) against a MiniWoB service started
+    here: GUIAgentLoop under verl's own AgentLoopBase/AgentLoopOutput, registered through
+    its config loader, post-processed by its AgentLoopWorker (padding, masks, image grids
+    with and without mm_processor_kwargs, position ids), an over-long prompt refused as
+    verl's own builder refuses it, and our fallback copy of the interface against the real
+    one."""
+    import os
+    import subprocess
+
+    if not VERL_PYTHON.exists():
+        pytest.fail(f"{VERL_PYTHON} is missing: run scripts/install.sh (it makes the verl "
+                    "0.9.1 venv these tests need)")
+    with running_service(max_envs=2) as (url, _):
+        env = {**os.environ, "CUA_ENV_URL": url, "CUA_ENV_TOKEN": TOKEN,
+               "PYTHONPATH": str(REPO_ROOT)}
+        done = subprocess.run(
+            [str(VERL_PYTHON), "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider",
+             "-p", "no:warnings", "tests/verl_venv/check_verl_0_9_1.py"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert "4 passed" in done.stdout

@@ -189,7 +189,7 @@ class GUIAgentLoop(AgentLoopBase):
                              "checkpoint): verl passed none")
         self.processor_kwargs = dict(_plain(getattr(self, "mm_processor_kwargs", None)) or {})
         self.encoder = QwenVLPromptEncoder(
-            tokenizer, processor.image_processor,
+            tokenizer, ImagesAsVerlProcessesThem(processor, self.processor_kwargs),
             getattr(processor, "chat_template", None) or tokenizer.chat_template,
             size_override(processor.image_processor, self.processor_kwargs))
 
@@ -313,6 +313,28 @@ class _Turns:
                           response_logprobs=output.log_probs, latency_s=latency,
                           completion_tokens=len(token_ids), model=AGENT_NAME,
                           finish_reason="length" if cut else "stop")
+
+
+class ImagesAsVerlProcessesThem:
+    """The model's image processor, called the way verl 0.9.1 recomputes the training
+    inputs from ``multi_modal_data`` (AgentLoopWorker._compute_multi_modal_inputs: the
+    whole processor on the text and images with ``data.mm_processor_kwargs``), so that the
+    rollout's image pads are the grids verl trains with, whichever of those kwargs the
+    processor honours. Everything else is the image processor's."""
+
+    def __init__(self, processor: Any, processor_kwargs: dict[str, Any]) -> None:
+        self.processor = processor
+        self.processor_kwargs = processor_kwargs
+        self.image_processor = processor.image_processor
+        self.image_token = getattr(processor, "image_token", None) or "<|image_pad|>"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.image_processor, name)
+
+    def __call__(self, images: list[Any], return_tensors: str = "pt", **_: Any) -> dict[str, Any]:
+        out = self.processor(text=[self.image_token * len(images)], images=images,
+                             **{**self.processor_kwargs, "return_tensors": return_tensors})
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
 
 
 def _plain(value: Any) -> Any:
