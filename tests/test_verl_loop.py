@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,6 +39,7 @@ from agent.trainers.verl_loop import AGENT_NAME, GUIAgentLoop
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
 from tests.test_trl_env import _image_only_processor
+from tests.verl_venv.tiny_server import FORCED_FIRST_TURN, TinyServerManager
 
 # verl 0.9.1 (PyPI wheel), verl/experimental/agent_loop/agent_loop.py: the pydantic fields
 # of AgentLoopOutput / AgentLoopMetrics in declaration order, and AgentLoopBase.__init__.
@@ -51,8 +51,6 @@ VERL_0_9_1_OUTPUT_FIELDS = [
 VERL_0_9_1_METRICS_FIELDS = ["generate_sequences", "tool_calls", "compute_score", "num_preempted"]
 VERL_0_9_1_BASE_INIT = ["self", "trainer_config", "server_manager", "tokenizer", "processor",
                         "dataset_cls", "data_config", "hf_model_type", "kwargs"]
-FORCED_FIRST_TURN = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": '
-                     '"left_click", "coordinate": [500, 500]}}\n</tool_call><|im_end|>')
 
 
 def test_interface_copy_matches_verl_0_9_1():
@@ -94,85 +92,12 @@ def test_the_dataset_row_names_the_task():
         RowTask.of({"raw_prompt": []})
 
 
-class TinyServerManager:
-    """verl's server manager, standing in: the tiny model generates behind `generate`.
-
-    The first turn of each request id is forced to FORCED_FIRST_TURN (so that a real
-    click reaches the environment); its logprobs come from a forward pass, as they would
-    from a server scoring a forced continuation. Later turns are sampled (at most
-    `max_new_tokens` tokens; vision tokens banned, as a trained model never writes them).
-    """
-
-    def __init__(self, model_dir: Path, max_new_tokens: int = 12) -> None:
-        from policies.qwen3vl import QwenVLGenerator
-
-        self.model_dir = model_dir
-        self.generator = QwenVLGenerator(str(model_dir), device="cpu", dtype="float32")
-        self.encoder = self.generator.encoder
-        self.max_new_tokens = max_new_tokens
-        self.calls: list[dict] = []
-        self.lock = threading.Lock()
-
-    def inputs(self, ids: list[int], images: list) -> dict:
-        import torch
-
-        input_ids = torch.tensor([ids], dtype=torch.long)
-        vision = self.encoder.image_processor(images=images, return_tensors="pt")
-        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-                "mm_token_type_ids": self.encoder.mm_token_type_ids(input_ids),
-                "pixel_values": vision["pixel_values"], "image_grid_thw": vision["image_grid_thw"]}
-
-    def logprobs(self, ids: list[int], images: list, start: int) -> list[float]:
-        """Log-probabilities of ids[start:] under the model (teacher forcing)."""
-        import torch
-
-        with torch.inference_mode():
-            logits = self.generator.model(**self.inputs(ids, images)).logits[0].float()
-        logp = torch.log_softmax(logits[start - 1:-1], dim=-1)
-        return logp.gather(1, torch.tensor(ids[start:]).unsqueeze(1)).squeeze(1).tolist()
-
-    def _generate(self, request_id, prompt_ids, sampling_params, image_data):
-        import torch
-
-        first_turn = not any(c["request_id"] == request_id for c in self.calls)
-        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids),
-                           "images": len(image_data), "sampling_params": dict(sampling_params)})
-        if first_turn:
-            tokens = self.encoder.tokenizer.encode(FORCED_FIRST_TURN, add_special_tokens=False)
-            logprobs = self.logprobs(list(prompt_ids) + tokens, image_data, len(prompt_ids))
-            return SimpleNamespace(token_ids=tokens, log_probs=logprobs, stop_reason="completed")
-        tokenizer = self.encoder.tokenizer
-        banned = [[tokenizer.convert_tokens_to_ids(t)] for t in
-                  ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")]
-        torch.manual_seed(len(self.calls))
-        with torch.inference_mode():
-            out = self.generator.model.generate(
-                **self.inputs(list(prompt_ids), image_data), do_sample=True, temperature=1.0,
-                top_k=None, top_p=None, bad_words_ids=banned,
-                max_new_tokens=min(self.max_new_tokens, sampling_params["max_tokens"]),
-                eos_token_id=self.generator.eos_token_ids, pad_token_id=self.encoder.pad_token_id,
-                return_dict_in_generate=True, output_logits=True)
-        tokens = out.sequences[0, len(prompt_ids):].tolist()
-        logits = torch.stack(out.logits, dim=1)[0].float()
-        logprobs = torch.log_softmax(logits, dim=-1).gather(
-            1, torch.tensor(tokens).unsqueeze(1)).squeeze(1).tolist()
-        return SimpleNamespace(token_ids=tokens, log_probs=logprobs, stop_reason="completed")
-
-    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None,
-                       **kwargs):
-        with self.lock:  # one model, one call at a time
-            return await asyncio.to_thread(self._generate, request_id, prompt_ids,
-                                           sampling_params, image_data or [])
-
-
 def _loop(url: str, server: TinyServerManager, response_length: int) -> GUIAgentLoop:
     rollout = SimpleNamespace(response_length=response_length, prompt_length=4096)
     trainer_config = SimpleNamespace(config=SimpleNamespace(
         actor_rollout_ref=SimpleNamespace(rollout=rollout)))
-    encoder = server.encoder
-    processor = _image_only_processor(server.model_dir)
     return GUIAgentLoop(trainer_config=trainer_config, server_manager=server,
-                        tokenizer=encoder.tokenizer, processor=processor, dataset_cls=None,
+                        tokenizer=server.tokenizer, processor=server.processor, dataset_cls=None,
                         data_config=SimpleNamespace(config={}), name=AGENT_NAME,
                         env_url=url, env_token=TOKEN, max_new_tokens=64)
 
@@ -192,7 +117,11 @@ def _image_pad_runs(ids: list[int], pad_id: int) -> list[int]:
 def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_thread):  # noqa: F811
     """Parity with verl's re-processing (pad runs per image) and with the trainer's own
     logprob recomputation; plumbing of request ids, masks, rewards against the stand-in."""
-    server = TinyServerManager(tiny_model_dir)
+    from policies.qwen3vl import QwenVLPromptEncoder
+
+    server = TinyServerManager(tiny_model_dir, _image_only_processor(tiny_model_dir),
+                               max_new_tokens=12)
+    encoder = QwenVLPromptEncoder.from_pretrained(str(tiny_model_dir))
     with running_service(max_envs=1) as (url, app):
         loop = _loop(url, server, response_length=2048)
         row = {"raw_prompt": [], "task_id": "click-test", "seed": 0, "max_steps": 2,
@@ -220,7 +149,7 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
         assert call["images"] == n_images and call["sampling_params"]["max_tokens"] <= 64
 
     # Generated tokens have mask 1 and their logprobs; observation tokens mask 0, 0.0.
-    forced = server.encoder.tokenizer.encode(FORCED_FIRST_TURN, add_special_tokens=False)
+    forced = encoder.tokenizer.encode(FORCED_FIRST_TURN, add_special_tokens=False)
     assert output.response_ids[:len(forced)] == forced
     assert output.response_mask[:len(forced)] == [1] * len(forced)
     observation = [i for i, m in enumerate(output.response_mask) if m == 0]
@@ -230,7 +159,6 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
 
     # verl's re-processing: the processor on multi_modal_data["images"] gives the grids;
     # each image's run of pads must match, in order.
-    encoder = server.encoder
     grids = encoder.image_processor(images=images, return_tensors="pt")["image_grid_thw"]
     expected = [int(g.prod()) // encoder.merge_size ** 2 for g in grids]
     assert _image_pad_runs(sequence, encoder.image_token_id) == expected

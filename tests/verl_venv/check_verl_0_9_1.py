@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import threading
 import types
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,14 +32,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tiny_server import FORCED_FIRST_TURN, TinyServerManager  # beside this file
 from verl.experimental.agent_loop import agent_loop as verl_agent_loop
 
 import agent.trainers
 from agent.trainers import verl_interface
 from agent.trainers.verl_loop import AGENT_NAME, VERL_AVAILABLE, GUIAgentLoop, PromptTooLong
 
-FORCED_FIRST_TURN = ('<tool_call>\n{"name": "computer_use", "arguments": {"action": '
-                     '"left_click", "coordinate": [500, 500]}}\n</tool_call><|im_end|>')
 CONFIG_FILE = Path(agent.trainers.__file__).parent / "verl_agent_loops.yaml"
 
 
@@ -82,67 +80,6 @@ def make_processor(model_dir: Path):
         processor.get_vision_position_ids = types.MethodType(Qwen3VLModel.get_vision_position_ids,
                                                              processor)
     return processor
-
-
-class TinyServerManager:
-    """verl's server manager, standing in: the tiny model generates behind `generate`.
-    The first turn of a request is FORCED_FIRST_TURN (its logprobs from a forward pass);
-    later turns are sampled (vision tokens banned)."""
-
-    def __init__(self, model_dir: Path, processor, processor_kwargs=None) -> None:
-        from transformers import Qwen3VLForConditionalGeneration
-
-        self.model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir,
-                                                                     dtype=torch.float32)
-        self.processor = processor
-        self.processor_kwargs = dict(processor_kwargs or {})  # vLLM's mm_processor_kwargs
-        self.tokenizer = processor.tokenizer
-        self.calls: list[dict] = []
-        self.lock = threading.Lock()
-
-    def inputs(self, ids, images):
-        input_ids = torch.tensor([ids], dtype=torch.long)
-        vision = self.processor(text=["<|image_pad|>" * len(images)], images=images,
-                                return_tensors="pt", **self.processor_kwargs)
-        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-                "mm_token_type_ids": (input_ids == self.processor.image_token_id).long(),
-                "pixel_values": vision["pixel_values"], "image_grid_thw": vision["image_grid_thw"]}
-
-    def logprobs(self, ids, images, start):
-        with torch.inference_mode():
-            logits = self.model(**self.inputs(ids, images)).logits[0].float()
-        logp = torch.log_softmax(logits[start - 1:-1], dim=-1)
-        return logp.gather(1, torch.tensor(ids[start:]).unsqueeze(1)).squeeze(1).tolist()
-
-    def _generate(self, request_id, prompt_ids, sampling_params, image_data):
-        first = not any(c["request_id"] == request_id for c in self.calls)
-        self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids),
-                           "images": len(image_data)})
-        if first:
-            tokens = self.tokenizer.encode(FORCED_FIRST_TURN, add_special_tokens=False)
-            logprobs = self.logprobs(list(prompt_ids) + tokens, image_data, len(prompt_ids))
-            return SimpleNamespace(token_ids=tokens, log_probs=logprobs, stop_reason="completed")
-        banned = [[self.tokenizer.convert_tokens_to_ids(t)] for t in
-                  ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")]
-        torch.manual_seed(len(self.calls))
-        with torch.inference_mode():
-            out = self.model.generate(
-                **self.inputs(list(prompt_ids), image_data), do_sample=True, top_k=None,
-                top_p=None, bad_words_ids=banned,
-                max_new_tokens=min(8, sampling_params["max_tokens"]),
-                return_dict_in_generate=True, output_logits=True,
-                pad_token_id=self.tokenizer.pad_token_id)
-        tokens = out.sequences[0, len(prompt_ids):].tolist()
-        logits = torch.stack(out.logits, dim=1)[0].float()
-        logprobs = torch.log_softmax(logits, dim=-1).gather(
-            1, torch.tensor(tokens).unsqueeze(1)).squeeze(1).tolist()
-        return SimpleNamespace(token_ids=tokens, log_probs=logprobs, stop_reason="completed")
-
-    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None,
-                       **kwargs):
-        with self.lock:
-            return await asyncio.to_thread(self._generate, request_id, prompt_ids,
-                                           sampling_params, image_data or [])
 
 
 def make_worker(processor, server, *, prompt_length=4096, response_length=2048,
