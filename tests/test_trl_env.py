@@ -392,6 +392,8 @@ def test_grpo_rollouts_act_and_the_rewarded_call_gains(acting_model_dir, tmp_pat
 
     after = (_completion_logprob(trainer.model, processor, prompt, _completion(HIT))
              - _completion_logprob(trainer.model, processor, prompt, _completion(MISS)))
+    print(f"GRPO step: {len(hits)}/8 rollouts hit; log p(hit) - log p(miss): "
+          f"{before:.3f} -> {after:.3f}")
     assert after > before
 
     out = tmp_path / "checkpoint"
