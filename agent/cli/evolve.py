@@ -14,9 +14,15 @@ from agent.cli.options import parse_key_values
 
 @app.command("evolve")
 def evolve_command(
-    model: Annotated[str, typer.Option("--model", "-m", help="Starting checkpoint.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (resumable).")],
-    tasks: Annotated[str, typer.Option("--tasks", "-t", help="Comma-separated task ids.")],
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="A loop configuration file (JSON, `LearningConfig`): runs "
+        "collect -> SFT -> evaluate -> GRPO -> evaluate and prints one table; the other "
+        "options are then not used.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m",
+                                              help="Starting checkpoint.")] = None,
+    tasks: Annotated[str | None, typer.Option("--tasks", "-t",
+                                              help="Comma-separated task ids.")] = None,
     suite: Annotated[str, typer.Option("--suite", help="Task suite.")] = "miniwob",
     policy: Annotated[str, typer.Option("--policy", "-p",
                                         help="Model policy trained and rolled out.")] = "qwen3vl",
@@ -43,14 +49,32 @@ def evolve_command(
         "--train-option", help="Trainer option KEY=VALUE, e.g. epochs=2, learning_rate=1e-5, "
         "lora=true (repeatable).")] = None,
 ) -> None:
-    """Self-evolving loop: each round rolls out GROUP episodes per task, keeps what the
-    environment (and the critic) accept, exports SFT data, trains and evaluates."""
+    """Self-evolving loop. With --config FILE: the whole loop of one configuration file
+    (generate screens with the oracle, SFT, evaluate, GRPO, evaluate; each stage resumable).
+    Otherwise rounds: each rolls out GROUP episodes per task, keeps what the environment
+    (and the critic) accept, exports SFT data, trains and evaluates."""
     from pydantic import ValidationError
 
     from agent.evolve import EvolveOptions, evolve
     from trajectories.store import TrajectoryStoreError
 
     console = Console()
+    if config is not None:
+        from benchmarks.perf.learning import LearningConfig, run_loop
+
+        try:
+            loop = LearningConfig.model_validate_json(config.read_text())
+        except OSError as exc:
+            console.print(f"[red]error:[/red] cannot read {config}: {exc}")
+            raise typer.Exit(2) from None
+        except ValidationError as exc:
+            console.print(f"[red]error:[/red] {config} is not a loop configuration: {exc}")
+            raise typer.Exit(2) from None
+        run_loop(loop, out, console)
+        return
+    if model is None or tasks is None:
+        console.print("[red]error:[/red] give --config FILE, or --model and --tasks")
+        raise typer.Exit(2)
     try:
         options = EvolveOptions(
             suite=suite, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),

@@ -1,0 +1,681 @@
+"""Does the loop learn? Data we generate -> SFT of a small Qwen3-VL -> held-out MiniWoB episodes.
+
+The stages (each writes a folder under ``--work`` and is skipped when that folder is
+complete, so a rerun resumes):
+
+1. ``demos/``: seeded MiniWoB episodes on the training seeds, in our Playwright browser;
+   the scripted oracle (`benchmarks.miniwob.oracle`) names the target and the browser
+   gives its box (`document.elementFromPoint` at the oracle's click). One PNG + one JSON
+   line per screen. ``heldout/``: the same on the held-out seeds (their boxes give the
+   true target centres for the correlation, their screenshots the swapped ablation).
+2. ``sft/``: the demos as a `cua export sft --format qwen` folder, in the compact prompt
+   (below); ``model-untrained/``: the small Qwen3-VL (`policies.tiny`, real classes);
+   ``sft-model/``: `policies.train_sft.train_sft` (TRL SFTTrainer) on it.
+3. ``eval-<row>/``: real episodes (`agent.runner.run_suite`, one action per episode) on
+   the held-out seeds for every row of the table: random clicker, best fixed point per
+   task (chosen on the training demos' boxes), untrained model, SFT, SFT with each
+   screenshot swapped for another held-out seed's of the same task, SFT with a blank
+   screenshot; with ``--grpo-steps`` also GRPO from the SFT checkpoint and its swapped run.
+
+The compact prompt: one user turn "The user query: <instruction>\\n" + the screenshot, no
+system prompt and no tool schema — exactly the first turn that TRL's GRPOTrainer builds
+from `agent.trainers.trl_env.ComputerUseEnvironment.reset` when the chat template does not
+render tools (`COMPACT_CHAT_TEMPLATE`). The answer is the Qwen3-VL tool call
+(`render_response`, 0-1000 grid), parsed back by `actions.parsing` like any policy's.
+Why compact: the computer_use schema is ~980 tokens for the small tokenizer, 6x the
+rest of a sample, on a 2-core CPU.
+
+Prints one table: success (k/n, 95% Wilson interval), the correlation between predicted
+and true target centres (x and y), episodes and wall seconds per stage. Usage::
+
+    python -m benchmarks.perf.learning --work /tmp/learning
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.table import Table
+
+from actions.contracts import EpisodeState, PolicyOutput
+from actions.models import Click
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("click-test", "click-test-2", "click-button", "focus-text")
+TRAIN_SEED = 0
+EVAL_SEED = 100_000
+
+# Reads the box of the element under a point (CSS px = screen px at scale 1).
+_BOX_AT_JS = """([x, y]) => { const e = document.elementFromPoint(x, y); if (!e) return null;
+  const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }"""
+
+# The Qwen3-VL chat template with the `tools` block never rendered: what GRPO shows the
+# model matches the compact prompt it was trained on.
+def compact_chat_template() -> str:
+    from policies.tiny import QWEN3_VL_CHAT_TEMPLATE
+
+    return QWEN3_VL_CHAT_TEMPLATE.replace("{%- if tools %}", "{%- if false %}", 1)
+
+
+class LearningConfig(BaseModel):
+    """One run of the loop (the `cua evolve --config` file holds one of these as JSON).
+
+    tasks: MiniWoB tasks whose target moves. train_seeds / eval_seeds: screens per task
+    for training and held-out evaluation (seeds TRAIN_SEED.. and EVAL_SEED..; disjoint,
+    checked). model: the small Qwen3-VL's shape (`TinyQwen3VLSpec` fields).
+    min_pixels / max_pixels: the image budget (upscaling the 160x210 screen gives more
+    visual tokens per target). sft: `TrainSFTOptions` fields. grpo_steps: 0 = no RL;
+    grpo: overrides of run_grpo's settings (tasks, group, prompts_per_step, learning_rate,
+    beta, temperature, max_completion_length, max_tool_calls). rows: the table's rows.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: tuple[str, ...] = TASKS
+    train_seeds: int = Field(600, ge=1)
+    eval_seeds: int = Field(50, ge=2)
+    model: dict[str, Any] = Field(default_factory=lambda: {
+        "text_hidden_size": 64, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2,
+        "text_head_dim": 16, "text_intermediate_size": 192, "vision_hidden_size": 32,
+        "vision_layers": 1, "vision_heads": 2, "vision_intermediate_size": 64})
+    min_pixels: int = 30_000
+    max_pixels: int = 40_000
+    sft: dict[str, Any] = Field(default_factory=lambda: {
+        "epochs": 12.0, "learning_rate": 3e-3, "batch_size": 16, "lr_scheduler": "cosine",
+        "warmup_ratio": 0.03, "logging_steps": 50})
+    grpo_steps: int = Field(0, ge=0)
+    grpo: dict[str, Any] = Field(default_factory=dict)
+    rows: tuple[str, ...] = ("random", "fixed-point", "untrained", "sft", "sft-swapped",
+                             "sft-blank", "grpo", "grpo-swapped")
+    threads: int = Field(1, ge=1)
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------ data
+
+
+def collect_screens(tasks: tuple[str, ...], first_seed: int, count: int, out: Path,
+                    progress: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Seeded first screens with the oracle's target (click point and box); resumable."""
+    from benchmarks.miniwob.environment import MiniWoBEnvironment
+    from benchmarks.miniwob.oracle import SOLVERS, PageReader
+    from benchmarks.miniwob.suite import MiniWoBSuite
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = out / "screens.jsonl"
+    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
+    have = {(r["task"], r["seed"]) for r in rows}
+    todo = [(t, s) for t in tasks for s in range(first_seed, first_seed + count)
+            if (t, s) not in have]
+    if todo:
+        suite = MiniWoBSuite()
+        with MiniWoBEnvironment(suite.web_config) as env, meta.open("a") as sink:
+            for task_id, seed in todo:
+                observation = env.reset(suite.make_task(task_id, seed))
+                click = SOLVERS[task_id](PageReader(env)).actions[0]
+                if not isinstance(click, Click):
+                    raise RuntimeError(f"the oracle's first action on {task_id} is not a click")
+                box = env.page.evaluate(_BOX_AT_JS, [click.x, click.y])
+                name = f"{task_id}-{seed}.png"
+                (out / name).write_bytes(observation.screenshot_png)
+                row = {"task": task_id, "seed": seed, "instruction": observation.instruction,
+                       "x": click.x, "y": click.y, "box": box, "image": name,
+                       "screen": [observation.screen_size.width, observation.screen_size.height]}
+                sink.write(json.dumps(row) + "\n")
+                sink.flush()
+                rows.append(row)
+                if progress:
+                    progress()
+    wanted = {(t, s) for t in tasks for s in range(first_seed, first_seed + count)}
+    return [r for r in rows if (r["task"], r["seed"]) in wanted]
+
+
+def compact_messages(instruction: str) -> list[dict[str, Any]]:
+    """The compact prompt (see the module docstring): one user turn."""
+    return [{"role": "user", "content": [
+        {"type": "text", "text": f"The user query: {instruction}\n"}, {"type": "image"}]}]
+
+
+def click_answer(x: int, y: int, screen: tuple[int, int]) -> str:
+    """The assistant's tool call for a left click at screen pixel (x, y)."""
+    from actions.observation import Size
+    from actions.parsing import render_response
+
+    size = Size(width=screen[0], height=screen[1])
+    return render_response("", [Click(x=x, y=y)], "qwen3", size, size, platform="web")
+
+
+def write_sft_export(screens: list[dict[str, Any]], source: Path, out: Path) -> int:
+    """The demos as a `cua export sft --format qwen` folder (images linked by path)."""
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    with (out / "data.jsonl").open("w") as sink:
+        for row in screens:
+            image = out / "images" / row["image"]
+            if not image.exists():
+                image.write_bytes((source / row["image"]).read_bytes())
+            messages = compact_messages(row["instruction"])
+            messages[0]["content"][1] = {"type": "image", "image": f"images/{row['image']}"}
+            messages.append({"role": "assistant",
+                             "content": click_answer(row["x"], row["y"], tuple(row["screen"]))})
+            sink.write(json.dumps({"messages": messages}) + "\n")
+    (out / "export.json").write_text(json.dumps(
+        {"kind": "sft", "format": "qwen", "data_file": "data.jsonl", "samples": len(screens),
+         "prompt": "compact (benchmarks.perf.learning)"}, indent=2))
+    return len(screens)
+
+
+def keep_demos(screens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The filter stage: a demo is kept when the browser found a box and the oracle's
+    click lies inside it (what the page would score as a hit)."""
+    return [r for r in screens if r["box"] and r["box"][0] <= r["x"] < r["box"][2]
+            and r["box"][1] <= r["y"] < r["box"][3]]
+
+
+def best_fixed_points(screens: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Per task, the screen point inside the most training targets' boxes."""
+    points: dict[str, tuple[int, int]] = {}
+    for task in sorted({r["task"] for r in screens}):
+        boxes = [r["box"] for r in screens if r["task"] == task and r["box"]]
+        width, height = next(r["screen"] for r in screens if r["task"] == task)
+        best, best_hits = (width // 2, height // 2), -1
+        for y in range(0, height, 2):
+            for x in range(0, width, 2):
+                hits = sum(b[0] <= x < b[2] and b[1] <= y < b[3] for b in boxes)
+                if hits > best_hits:
+                    best, best_hits = (x, y), hits
+        points[task] = best
+    return points
+
+
+# ------------------------------------------------------------------- policies
+
+
+class _Recording:
+    """Remembers each episode's first click (for the correlation)."""
+
+    def __init__(self) -> None:
+        self.first_clicks: dict[tuple[str, int], tuple[float, float]] = {}
+
+    def _record(self, state: EpisodeState, output: PolicyOutput) -> PolicyOutput:
+        key = (state.task.task_id, state.task.seed)
+        if state.step_index == 0 and key not in self.first_clicks:
+            click = next((a for a in output.actions if isinstance(a, Click)), None)
+            if click is not None:
+                self.first_clicks[key] = (click.x, click.y)
+        return output
+
+    def close(self) -> None:
+        pass
+
+
+class RandomClickPolicy(_Recording):
+    """Chance level: one left click at a uniformly random pixel of the screen."""
+
+    name = "random-click"
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self._rng = random.Random(seed)
+
+    def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
+        outputs = []
+        for state in states:
+            size = state.observation.screen_size
+            action = Click(x=self._rng.randrange(size.width), y=self._rng.randrange(size.height))
+            outputs.append(self._record(state, PolicyOutput(
+                raw_text=f"random click {action.x},{action.y}", actions=[action],
+                model="random-click")))
+        return outputs
+
+
+class FixedPointPolicy(_Recording):
+    """Clicks one point per task, never looking at the screen."""
+
+    name = "fixed-point"
+
+    def __init__(self, points: dict[str, tuple[int, int]]) -> None:
+        super().__init__()
+        self.points = points
+
+    def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
+        outputs = []
+        for state in states:
+            x, y = self.points[state.task.task_id]
+            outputs.append(self._record(state, PolicyOutput(
+                raw_text=f"fixed click {x},{y}", actions=[Click(x=x, y=y)], model="fixed-point")))
+        return outputs
+
+
+class CompactQwenPolicy(_Recording):
+    """A Qwen-VL checkpoint (`QwenVLGenerator`, greedy) answering the compact prompt.
+
+    screenshot_for: replaces an episode's screenshot (task_id, seed, screenshot) -> PNG
+    bytes — the swapped and blank ablations; None shows the real screen.
+    """
+
+    name = "qwen3vl-compact"
+
+    def __init__(self, model: str, *, min_pixels: int, max_pixels: int,
+                 screenshot_for: Callable[[str, int, bytes], bytes] | None = None,
+                 max_new_tokens: int = 48) -> None:
+        super().__init__()
+        from policies.qwen3vl import QwenVLGenerator
+
+        self.generator = QwenVLGenerator(model, device="cpu", dtype="float32",
+                                         min_pixels=min_pixels, max_pixels=max_pixels)
+        self.screenshot_for = screenshot_for
+        self.max_new_tokens = max_new_tokens
+
+    def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
+        from PIL import Image
+
+        from actions.dialects import Dialect
+        from actions.parsing import parse_tool_calls
+        from policies.prompting import SamplingParams
+
+        prompts = []
+        for state in states:
+            png = state.observation.screenshot_png
+            if self.screenshot_for is not None:
+                png = self.screenshot_for(state.task.task_id, state.task.seed, png)
+            image = Image.open(io.BytesIO(png)).convert("RGB")
+            prompts.append((compact_messages(state.instruction), [image]))
+        generations = self.generator.generate(prompts, SamplingParams.greedy_decoding(),
+                                              self.max_new_tokens)
+        outputs = []
+        for state, generation in zip(states, generations, strict=True):
+            observation = state.observation
+            parsed = parse_tool_calls(generation.text, Dialect.QWEN3, observation.screen_size,
+                                      observation.screen_size)
+            outputs.append(self._record(state, PolicyOutput(
+                raw_text=generation.text, thought=parsed.thought, actions=parsed.actions,
+                parse_errors=parsed.errors, model=self.generator.model_id)))
+        return outputs
+
+    def close(self) -> None:
+        self.generator.close()
+
+
+# ------------------------------------------------------------------- scoring
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if n == 0:
+        return 0.0, 0.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pearson(a: list[float], b: list[float]) -> float | None:
+    """Pearson correlation; None when either side does not vary."""
+    if len(a) < 2:
+        return None
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    sa = math.sqrt(sum((v - ma) ** 2 for v in a))
+    sb = math.sqrt(sum((v - mb) ** 2 for v in b))
+    if sa == 0 or sb == 0:
+        return None
+    return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / (sa * sb)
+
+
+class RowResult(BaseModel):
+    """One row of the table."""
+
+    row: str
+    successes: int
+    episodes: int
+    per_task: dict[str, list[int]]
+    corr_x: float | None
+    corr_y: float | None
+    clicks: int
+    wall_s: float
+
+
+def run_row(row: str, policy: Any, config: LearningConfig, out: Path,
+            truth: dict[tuple[str, int], tuple[float, float]], console: Console) -> RowResult:
+    """Real episodes of `policy` on the held-out seeds (one action each); resumable."""
+    from agent.runner import run_suite
+
+    saved = out / "row.json"
+    if saved.exists():
+        return RowResult.model_validate_json(saved.read_text())
+    started = time.monotonic()
+    summary = run_suite("miniwob", policy, list(config.tasks), config.eval_seeds, EVAL_SEED,
+                        out / "run", max_steps=1, console=console, show_progress=True)
+    per_task: dict[str, list[int]] = {}
+    for result in summary.results:
+        counts = per_task.setdefault(result.task_id, [0, 0])
+        counts[0] += int(result.success)
+        counts[1] += 1
+    keys = [k for k in truth if k in policy.first_clicks]
+    result = RowResult(
+        row=row, successes=sum(c[0] for c in per_task.values()),
+        episodes=sum(c[1] for c in per_task.values()), per_task=per_task,
+        corr_x=pearson([policy.first_clicks[k][0] for k in keys], [truth[k][0] for k in keys]),
+        corr_y=pearson([policy.first_clicks[k][1] for k in keys], [truth[k][1] for k in keys]),
+        clicks=len(keys), wall_s=time.monotonic() - started)
+    saved.write_text(result.model_dump_json(indent=2))
+    return result
+
+
+def results_table(rows: list[RowResult], tasks: tuple[str, ...], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("row", *tasks, "success (95% CI)", "corr x", "corr y", "episodes", "wall s"):
+        table.add_column(column, justify="left" if column == "row" else "right")
+    for r in rows:
+        low, high = wilson(r.successes, r.episodes)
+        cells = [f"{r.per_task.get(t, [0, 0])[0]}/{r.per_task.get(t, [0, 0])[1]}" for t in tasks]
+
+        def corr(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        table.add_row(r.row, *cells, f"{r.successes / max(1, r.episodes):.0%} "
+                      f"[{low:.0%}, {high:.0%}]", corr(r.corr_x), corr(r.corr_y),
+                      str(r.episodes), f"{r.wall_s:.0f}")
+    return table
+
+
+# ------------------------------------------------------------------- the loop
+
+
+def run_loop(config: LearningConfig, work: Path, console: Console | None = None
+             ) -> list[RowResult]:
+    """All stages (resumable); returns the table's rows and writes work/summary.json."""
+    import torch
+    from rich.progress import Progress
+
+    from policies.tiny import TinyQwen3VLSpec, build_tiny_qwen3vl
+    from policies.train_sft import TrainSFTOptions, train_sft
+
+    console = console or Console()
+    torch.set_num_threads(config.threads)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.json").write_text(config.model_dump_json(indent=2))
+    train_seeds = set(range(TRAIN_SEED, TRAIN_SEED + config.train_seeds))
+    eval_seeds = set(range(EVAL_SEED, EVAL_SEED + config.eval_seeds))
+    if train_seeds & eval_seeds:
+        raise ValueError("training and held-out seeds overlap: lower train_seeds")
+    stages: dict[str, float] = {}
+
+    def timed(name: str, started: float) -> None:
+        stages[name] = stages.get(name, 0.0) + time.monotonic() - started
+
+    started = time.monotonic()
+    with Progress(console=console) as progress:
+        n = len(config.tasks) * (config.train_seeds + config.eval_seeds)
+        bar = progress.add_task("collect screens (oracle + browser)", total=n)
+        train = collect_screens(config.tasks, TRAIN_SEED, config.train_seeds, work / "demos",
+                                lambda: progress.advance(bar))
+        progress.update(bar, completed=len(train))
+        heldout = collect_screens(config.tasks, EVAL_SEED, config.eval_seeds, work / "heldout",
+                                  lambda: progress.advance(bar))
+        progress.update(bar, completed=n)
+    assert not {r["seed"] for r in train} & {r["seed"] for r in heldout}
+    timed("collect", started)
+    truth = {(r["task"], r["seed"]): (r["x"], r["y"]) for r in heldout}
+    held_png = {(r["task"], r["seed"]): (work / "heldout" / r["image"]).read_bytes()
+                for r in heldout}
+
+    started = time.monotonic()
+    if not (work / "sft" / "export.json").exists():
+        write_sft_export(keep_demos(train), work / "demos", work / "sft")
+    untrained = work / "model-untrained"
+    if not (untrained / "config.json").exists():
+        build_tiny_qwen3vl(untrained, TinyQwen3VLSpec(
+            **config.model, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
+            seed=config.seed))
+    timed("export + build", started)
+
+    sft_model = work / "sft-model"
+    if not (sft_model / "train_sft.json").exists():
+        started = time.monotonic()
+        console.rule("SFT (TRL SFTTrainer)")
+        train_sft(TrainSFTOptions(data_dir=work / "sft", model=str(untrained), out=sft_model,
+                                  device="cpu", min_pixels=config.min_pixels,
+                                  max_pixels=config.max_pixels, seed=config.seed,
+                                  **config.sft))
+        timed("sft", started)
+    sft_log = json.loads((sft_model / "train_sft.json").read_text())
+
+    def swapped(task_id: str, seed: int, _png: bytes) -> bytes:
+        # another held-out seed's screen of the same task (the next seed, cyclically)
+        other = EVAL_SEED + (seed - EVAL_SEED + 1) % config.eval_seeds
+        return held_png[(task_id, other)]
+
+    def blank(_task_id: str, _seed: int, png: bytes) -> bytes:
+        from PIL import Image
+
+        size = Image.open(io.BytesIO(png)).size
+        buffer = io.BytesIO()
+        Image.new("RGB", size, "white").save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def compact(model: Path, screenshot_for=None) -> CompactQwenPolicy:
+        return CompactQwenPolicy(str(model), min_pixels=config.min_pixels,
+                                 max_pixels=config.max_pixels, screenshot_for=screenshot_for)
+
+    grpo_model = work / "grpo-model"
+    if config.grpo_steps and not (grpo_model / "grpo.json").exists():
+        started = time.monotonic()
+        console.rule("GRPO (TRL GRPOTrainer, environment_factory)")
+        run_grpo(config, sft_model, grpo_model, console)
+        timed("grpo", started)
+
+    makers: dict[str, Callable[[], Any]] = {
+        "random": lambda: RandomClickPolicy(seed=config.seed),
+        "fixed-point": lambda: FixedPointPolicy(best_fixed_points(train)),
+        "untrained": lambda: compact(untrained),
+        "sft": lambda: compact(sft_model),
+        "sft-swapped": lambda: compact(sft_model, swapped),
+        "sft-blank": lambda: compact(sft_model, blank),
+        "grpo": lambda: compact(grpo_model),
+        "grpo-swapped": lambda: compact(grpo_model, swapped),
+    }
+    rows: list[RowResult] = []
+    for row in config.rows:
+        if row.startswith("grpo") and not (grpo_model / "config.json").exists():
+            continue
+        console.rule(f"evaluating: {row}")
+        policy = makers[row]()
+        try:
+            rows.append(run_row(row, policy, config, work / f"eval-{row}", truth, console))
+        finally:
+            policy.close()
+        stages[f"eval {row}"] = rows[-1].wall_s
+    title = (f"MiniWoB held-out seeds {EVAL_SEED}..{EVAL_SEED + config.eval_seeds - 1} "
+             f"({config.eval_seeds} per task); trained on seeds {TRAIN_SEED}.."
+             f"{TRAIN_SEED + config.train_seeds - 1}")
+    console.print(results_table(rows, config.tasks, title))
+    console.print(f"SFT: {sft_log['result']['steps']} steps, loss {sft_log['result']['first_loss']}"
+                  f" -> {sft_log['result']['final_loss']}, {sft_log['result']['train_s']:.0f} s")
+    if (grpo_model / "grpo.json").exists():
+        console.print(f"GRPO: {json.loads((grpo_model / 'grpo.json').read_text())['summary']}")
+    console.print("stage wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+    (work / "summary.json").write_text(json.dumps(
+        {"config": config.model_dump(mode="json"), "rows": [r.model_dump() for r in rows],
+         "stages_s": stages, "sft": sft_log["result"]}, indent=2))
+    return rows
+
+
+def image_only_processor(model_dir: Path, chat_template: str):
+    """A Qwen3VLProcessor without its video processor (transformers builds that only with
+    torchvision, which has no build for this CPU torch): the checkpoint's tokenizer and
+    image processor, and `chat_template`."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
+        def __init__(self, image_processor, tokenizer, chat_template=None):
+            ProcessorMixin.__init__(self, image_processor, tokenizer,
+                                    chat_template=chat_template)
+            self.video_processor = None
+            for kind in ("image", "video"):
+                setattr(self, f"{kind}_token", f"<|{kind}_pad|>")
+                setattr(self, f"{kind}_token_id",
+                        tokenizer.convert_tokens_to_ids(f"<|{kind}_pad|>"))
+            for edge in ("start", "end"):
+                setattr(self, f"vision_{edge}_token", f"<|vision_{edge}|>")
+                setattr(self, f"vision_{edge}_token_id",
+                        tokenizer.convert_tokens_to_ids(f"<|vision_{edge}|>"))
+
+    from trl.chat_template_utils import add_response_schema
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    processor = ImageOnlyQwen3VLProcessor(AutoImageProcessor.from_pretrained(model_dir),
+                                          tokenizer, tokenizer.chat_template)
+    # TRL recognises the checkpoint's Qwen3-VL template and sets its tool-call parser;
+    # then the template is swapped (the parser does not depend on it)
+    add_response_schema(processor)
+    processor.chat_template = tokenizer.chat_template = chat_template
+    return processor
+
+
+class GRPOStepLog(BaseModel):
+    """One GRPO step: rewards per group, tool calls per rollout, KL, seconds."""
+
+    step: int
+    group_reward_means: list[float]
+    group_reward_stds: list[float]
+    tool_calls_per_rollout: float
+    kl: float | None
+    wall_s: float
+
+
+def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -> None:
+    """GRPO from the SFT checkpoint through TRL's `environment_factory`: multi-turn, each
+    tool call executed on MiniWoB by `ComputerUseEnvironment`, the new screenshot as the
+    tool's result, the page's score as the reward. Writes the checkpoint and grpo.json."""
+    import os
+
+    import torch
+    from datasets import Dataset
+    from transformers import Qwen3VLForConditionalGeneration, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from agent.trainers.trl_env import ComputerUseEnvironment
+    from benchmarks.miniwob.environment import MiniWoBEnvironment
+    from benchmarks.miniwob.suite import MiniWoBSuite
+    from policies.qwen3vl import QwenVLPromptEncoder
+    from policies.train_sft import _save_processor_files
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    settings = {"tasks": list(config.tasks), "group": 4, "prompts_per_step": 2,
+                "learning_rate": 2e-4, "beta": 0.04, "temperature": 1.0,
+                "max_completion_length": 160, "max_tool_calls": 4, **config.grpo}
+    suite = MiniWoBSuite()
+    environments: list[ComputerUseEnvironment] = []
+    tool_calls: list[int] = []
+
+    rewards: list[float] = []
+
+    class CountingEnvironment(ComputerUseEnvironment):
+        """TRL adds get_reward as a reward source; this one also records it per rollout."""
+
+        def get_reward(self) -> float:
+            reward = super().get_reward()
+            tool_calls.append(self.steps)
+            rewards.append(reward)
+            return reward
+
+    def factory() -> ComputerUseEnvironment:
+        env = CountingEnvironment(environment=MiniWoBEnvironment(suite.web_config), suite=suite)
+        environments.append(env)
+        return env
+
+    def acted(completions, **_):
+        """-0.5 for a rollout that made no tool call (the tool-call-count term)."""
+        return [0.0 if "<tool_call>" in str(c) else -0.5 for c in completions]
+
+    rng = random.Random(config.seed)
+    rows = []
+    for step in range(config.grpo_steps):
+        for _ in range(settings["prompts_per_step"]):
+            task = rng.choice(settings["tasks"])
+            seed = 50_000 + step * 100 + rng.randrange(100)  # disjoint from SFT and held-out
+            steps_allowed = 1 if task in config.tasks else settings["max_tool_calls"]
+            rows.append({"prompt": [{"role": "user", "content": []}], "task_id": task,
+                         "seed": seed, "max_steps": steps_allowed})
+    model = Qwen3VLForConditionalGeneration.from_pretrained(start, dtype=torch.float32)
+    args = GRPOConfig(
+        output_dir=str(out / "trainer"), per_device_train_batch_size=settings["group"]
+        * settings["prompts_per_step"], num_generations=settings["group"],
+        max_steps=config.grpo_steps, max_completion_length=settings["max_completion_length"],
+        learning_rate=settings["learning_rate"], beta=settings["beta"],
+        temperature=settings["temperature"], use_cpu=True, report_to=[], logging_steps=1,
+        save_strategy="no", bf16=False, max_tool_calling_iterations=settings["max_tool_calls"],
+        seed=config.seed, shuffle_dataset=False)
+    step_logs: list[GRPOStepLog] = []
+    step_started = [time.monotonic()]
+
+    class StepLog(TrainerCallback):
+        def on_log(self, _args, state, _control, logs=None, **_kwargs):
+            history = logs or {}
+            if "loss" not in history:
+                return
+            groups = [rewards[i:i + settings["group"]]
+                      for i in range(0, len(rewards), settings["group"])]
+            step_logs.append(GRPOStepLog(
+                step=state.global_step,
+                group_reward_means=[sum(g) / len(g) for g in groups],
+                group_reward_stds=[float(torch.tensor(g).std()) if len(g) > 1 else 0.0
+                                   for g in groups],
+                tool_calls_per_rollout=(sum(tool_calls) / len(tool_calls)) if tool_calls else 0.0,
+                kl=history.get("kl"), wall_s=time.monotonic() - step_started[0]))
+            tool_calls.clear()
+            rewards.clear()
+            step_started[0] = time.monotonic()
+            console.print(step_logs[-1].model_dump())
+
+    trainer = GRPOTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows),
+        processing_class=image_only_processor(start, compact_chat_template()),
+        reward_funcs=[acted], environment_factory=factory,
+        callbacks=[StepLog()])
+    started = time.monotonic()
+    try:
+        trainer.train()
+    finally:
+        for env in environments:
+            env._release()
+    trainer.model.save_pretrained(out)
+    _save_processor_files(QwenVLPromptEncoder.from_pretrained(str(start)), str(start), out)
+    summary = {"steps": len(step_logs), "train_s": round(time.monotonic() - started, 1),
+               "group_means_first": step_logs[0].group_reward_means if step_logs else None,
+               "group_means_last": step_logs[-1].group_reward_means if step_logs else None}
+    (out / "grpo.json").write_text(json.dumps(
+        {"settings": settings, "summary": summary,
+         "steps": [entry.model_dump() for entry in step_logs]}, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="work folder (resumable)")
+    parser.add_argument("--config", type=Path, help="LearningConfig JSON (defaults otherwise)")
+    parser.add_argument("--grpo-steps", type=int, help="override: GRPO steps (0 = none)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = (LearningConfig.model_validate_json(args.config.read_text()) if args.config
+              else LearningConfig())
+    if args.grpo_steps is not None:
+        config = config.model_copy(update={"grpo_steps": args.grpo_steps})
+    run_loop(config, args.work, Console(width=170))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The learning loop (`benchmarks.perf.learning`, `cua evolve --config`): its scoring
+helpers, the compact prompt, and the whole pipeline on a few steps (plumbing, not figures:
+the figures come from `python -m benchmarks.perf.learning`, docs/training.md).
+
+Real parts: MiniWoB pages in our Playwright Chromium, the scripted oracle, the tiny
+Qwen3-VL (real classes) trained by TRL's SFTTrainer and GRPOTrainer (environment_factory
+with `ComputerUseEnvironment`). The stand-in: TRL gets an image-only Qwen3VLProcessor (the
+real one needs torchvision for its video processor; there is no build for this CPU torch).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from actions.dialects import Dialect
+from actions.models import Click
+from actions.observation import Size
+from actions.parsing import parse_tool_calls
+from benchmarks.perf.learning import (
+    LearningConfig,
+    best_fixed_points,
+    click_answer,
+    compact_chat_template,
+    compact_messages,
+    keep_demos,
+    pearson,
+    wilson,
+)
+from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
+
+
+def test_wilson_interval_and_pearson():
+    low, high = wilson(30, 100)
+    assert 0.21 < low < 0.22 and 0.39 < high < 0.40  # the textbook 95% Wilson interval
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+    assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert pearson([1, 1, 1], [1, 2, 3]) is None  # a fixed point has no correlation
+
+
+def test_click_answer_parses_back_to_the_click():
+    screen = (160, 210)
+    answer = click_answer(37, 151, screen)
+    parsed = parse_tool_calls(answer, Dialect.QWEN3, Size(width=160, height=210))
+    assert parsed.actions == [Click(x=37, y=151)] and not parsed.errors
+
+
+def test_fixed_point_and_filter():
+    screens = [{"task": "t", "x": 15, "y": 15, "box": [10, 10, 20, 20], "screen": [40, 40]},
+               {"task": "t", "x": 12, "y": 12, "box": [0, 0, 14, 14], "screen": [40, 40]},
+               {"task": "t", "x": 35, "y": 35, "box": None, "screen": [40, 40]},
+               {"task": "t", "x": 39, "y": 39, "box": [0, 0, 4, 4], "screen": [40, 40]}]
+    x, y = best_fixed_points(screens[:3])["t"]
+    assert 10 <= x < 14 and 10 <= y < 14  # inside the two overlapping boxes
+    assert keep_demos(screens) == screens[:2]  # no box / click outside its box: dropped
+
+
+def test_compact_prompt_renders_no_tools(tiny_model_dir):  # noqa: F811
+    from transformers import AutoTokenizer
+
+    from agent.trainers.trl_env import COMPUTER_USE_TOOL
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    messages = compact_messages("Click the button.")
+    plain = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    with_tools = tokenizer.apply_chat_template(
+        messages, tools=[COMPUTER_USE_TOOL], chat_template=compact_chat_template(),
+        tokenize=False, add_generation_prompt=True)
+    assert plain == with_tools  # what GRPO shows is what SFT trained on
+    assert plain.startswith("<|im_start|>user\nThe user query: Click the button.\n"
+                            "<|vision_start|><|image_pad|><|vision_end|>")
+
+
+def test_config_file_errors_are_clear(tmp_path):
+    from typer.testing import CliRunner
+
+    from agent.cli.main import app
+
+    bad = tmp_path / "loop.json"
+    bad.write_text(json.dumps({"train_seeds": 3, "not_a_field": 1}))
+    result = CliRunner().invoke(app, ["evolve", "--config", str(bad), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 2 and "not_a_field" in result.output
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError):
+        LearningConfig(train_seeds=0)
+
+
+@pytest.mark.slow
+def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa: F811
+    """collect -> filter -> SFT -> evaluate -> GRPO -> evaluate, from one config file
+    through `cua evolve --config`; a second run resumes (nothing is redone)."""
+    from typer.testing import CliRunner
+
+    from agent.cli.main import app
+
+    config = {"tasks": ["click-test"], "train_seeds": 3, "eval_seeds": 2,
+              "sft": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 3, "logging_steps": 1},
+              "grpo_steps": 1, "grpo": {"group": 2, "prompts_per_step": 1,
+                                        "max_completion_length": 48, "max_tool_calls": 2},
+              "rows": ["fixed-point", "sft", "sft-swapped", "grpo"]}
+    path = tmp_path / "loop.json"
+    path.write_text(json.dumps(config))
+    out = tmp_path / "work"
+    result = CliRunner().invoke(app, ["evolve", "--config", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["row"] for r in summary["rows"]] == config["rows"]
+    assert all(r["episodes"] == 2 for r in summary["rows"])
+    seeds = {json.loads(line)["seed"] for line in (out / "demos" / "screens.jsonl")
+             .read_text().splitlines()}
+    held = {json.loads(line)["seed"] for line in (out / "heldout" / "screens.jsonl")
+            .read_text().splitlines()}
+    assert seeds == {0, 1, 2} and held == {100_000, 100_001}
+    fixed = summary["rows"][0]
+    assert fixed["clicks"] == 2 and fixed["corr_x"] is None  # one point: no correlation
+    assert summary["sft"]["steps"] == 1
+    grpo = json.loads((out / "grpo-model" / "grpo.json").read_text())
+    assert len(grpo["steps"]) == 1
+    step = grpo["steps"][0]
+    assert len(step["group_reward_means"]) == 1 and step["wall_s"] > 0
+    assert step["kl"] is not None and step["tool_calls_per_rollout"] >= 0
+    # resuming: every stage is found done, the table is printed again
+    again = CliRunner().invoke(app, ["evolve", "--config", str(path), "--out", str(out)])
+    assert again.exit_code == 0 and "fixed-point" in again.output
