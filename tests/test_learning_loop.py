@@ -27,6 +27,7 @@ from benchmarks.perf.learning import (
     keep_demos,
     pearson,
     wilson,
+    within_task_correlation,
 )
 from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
 
@@ -38,6 +39,13 @@ def test_wilson_interval_and_pearson():
     assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     assert pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert pearson([1, 1, 1], [1, 2, 3]) is None  # a fixed point has no correlation
+    # one fixed point per task: pooled it would correlate (the tasks' means differ),
+    # within task it does not
+    fixed = [("a", 10, 8), ("a", 10, 12), ("b", 90, 88), ("b", 90, 92)]
+    assert pearson([p for _, p, _ in fixed], [t for _, _, t in fixed]) > 0.99
+    assert within_task_correlation(fixed) is None
+    following = [("a", 8, 8), ("a", 12, 12), ("b", 87, 88), ("b", 93, 92)]
+    assert within_task_correlation(following) > 0.9
 
 
 def test_click_answer_parses_back_to_the_click():

@@ -202,31 +202,12 @@ def best_fixed_points(screens: list[dict[str, Any]]) -> dict[str, tuple[int, int
 # ------------------------------------------------------------------- policies
 
 
-class _Recording:
-    """Remembers each episode's first click (for the correlation)."""
-
-    def __init__(self) -> None:
-        self.first_clicks: dict[tuple[str, int], tuple[float, float]] = {}
-
-    def _record(self, state: EpisodeState, output: PolicyOutput) -> PolicyOutput:
-        key = (state.task.task_id, state.task.seed)
-        if state.step_index == 0 and key not in self.first_clicks:
-            click = next((a for a in output.actions if isinstance(a, Click)), None)
-            if click is not None:
-                self.first_clicks[key] = (click.x, click.y)
-        return output
-
-    def close(self) -> None:
-        pass
-
-
-class RandomClickPolicy(_Recording):
+class RandomClickPolicy:
     """Chance level: one left click at a uniformly random pixel of the screen."""
 
     name = "random-click"
 
     def __init__(self, seed: int = 0) -> None:
-        super().__init__()
         self._rng = random.Random(seed)
 
     def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
@@ -234,31 +215,29 @@ class RandomClickPolicy(_Recording):
         for state in states:
             size = state.observation.screen_size
             action = Click(x=self._rng.randrange(size.width), y=self._rng.randrange(size.height))
-            outputs.append(self._record(state, PolicyOutput(
-                raw_text=f"random click {action.x},{action.y}", actions=[action],
-                model="random-click")))
+            outputs.append(PolicyOutput(raw_text=f"random click {action.x},{action.y}",
+                                        actions=[action], model="random-click"))
         return outputs
 
 
-class FixedPointPolicy(_Recording):
+class FixedPointPolicy:
     """Clicks one point per task, never looking at the screen."""
 
     name = "fixed-point"
 
     def __init__(self, points: dict[str, tuple[int, int]]) -> None:
-        super().__init__()
         self.points = points
 
     def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
         outputs = []
         for state in states:
             x, y = self.points[state.task.task_id]
-            outputs.append(self._record(state, PolicyOutput(
-                raw_text=f"fixed click {x},{y}", actions=[Click(x=x, y=y)], model="fixed-point")))
+            outputs.append(PolicyOutput(raw_text=f"fixed click {x},{y}",
+                                        actions=[Click(x=x, y=y)], model="fixed-point"))
         return outputs
 
 
-class CompactQwenPolicy(_Recording):
+class CompactQwenPolicy:
     """A Qwen-VL checkpoint (`QwenVLGenerator`, greedy) answering the compact prompt.
 
     screenshot_for: replaces an episode's screenshot (task_id, seed, screenshot) -> PNG
@@ -270,7 +249,6 @@ class CompactQwenPolicy(_Recording):
     def __init__(self, model: str, *, min_pixels: int, max_pixels: int,
                  screenshot_for: Callable[[str, int, bytes], bytes] | None = None,
                  max_new_tokens: int = 48) -> None:
-        super().__init__()
         from policies.qwen3vl import QwenVLGenerator
 
         self.generator = QwenVLGenerator(model, device="cpu", dtype="float32",
@@ -299,9 +277,9 @@ class CompactQwenPolicy(_Recording):
             observation = state.observation
             parsed = parse_tool_calls(generation.text, Dialect.QWEN3, observation.screen_size,
                                       observation.screen_size)
-            outputs.append(self._record(state, PolicyOutput(
+            outputs.append(PolicyOutput(
                 raw_text=generation.text, thought=parsed.thought, actions=parsed.actions,
-                parse_errors=parsed.errors, model=self.generator.model_id)))
+                parse_errors=parsed.errors, model=self.generator.model_id))
         return outputs
 
     def close(self) -> None:
@@ -333,8 +311,40 @@ def pearson(a: list[float], b: list[float]) -> float | None:
     return sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True)) / (sa * sb)
 
 
+def within_task_correlation(pairs: list[tuple[str, float, float]]) -> float | None:
+    """Pearson correlation of (task, predicted, true) after subtracting each task's means
+    from both sides: whether predictions follow the target within a task. Pooled across
+    tasks without centring, a policy clicking one fixed point per task would correlate
+    with the targets through the tasks' different mean positions alone."""
+    by_task: dict[str, list[tuple[float, float]]] = {}
+    for task, predicted, true in pairs:
+        by_task.setdefault(task, []).append((predicted, true))
+    centred_p, centred_t = [], []
+    for values in by_task.values():
+        mean_p = sum(v[0] for v in values) / len(values)
+        mean_t = sum(v[1] for v in values) / len(values)
+        centred_p += [v[0] - mean_p for v in values]
+        centred_t += [v[1] - mean_t for v in values]
+    return pearson(centred_p, centred_t)
+
+
+def first_clicks(run_dir: Path) -> dict[tuple[str, int], tuple[float, float]]:
+    """(task, seed) -> the first click of each recorded episode that made one."""
+    from trajectories.store import RunDir
+
+    run = RunDir(run_dir)
+    clicks: dict[tuple[str, int], tuple[float, float]] = {}
+    for result in run.results():
+        steps = run.steps(result.episode_id)
+        click = next((a for a in steps[0].output.actions if isinstance(a, Click)), None) \
+            if steps else None
+        if click is not None:
+            clicks[(result.task_id, result.seed)] = (click.x, click.y)
+    return clicks
+
+
 class RowResult(BaseModel):
-    """One row of the table."""
+    """One row of the table (correlations within task, see within_task_correlation)."""
 
     row: str
     successes: int
@@ -352,25 +362,36 @@ def run_row(row: str, policy: Any, config: LearningConfig, out: Path,
     from agent.runner import run_suite
 
     saved = out / "row.json"
-    if saved.exists():
-        return RowResult.model_validate_json(saved.read_text())
+    if saved.exists():  # scored again from the recorded run (cheap), its wall time kept
+        from trajectories.store import RunDir
+
+        wall_s = RowResult.model_validate_json(saved.read_text()).wall_s
+        return score_row(row, out / "run", truth, wall_s, RunDir(out / "run").results())
     started = time.monotonic()
     summary = run_suite("miniwob", policy, list(config.tasks), config.eval_seeds, EVAL_SEED,
                         out / "run", max_steps=1, console=console, show_progress=True)
+    wall_s = time.monotonic() - started
+    result = score_row(row, out / "run", truth, wall_s, summary.results)
+    saved.write_text(result.model_dump_json(indent=2))
+    return result
+
+
+def score_row(row: str, run_dir: Path, truth: dict[tuple[str, int], tuple[float, float]],
+              wall_s: float, results: list[Any]) -> RowResult:
+    """Success per task, and the correlation of first clicks with the true centres."""
     per_task: dict[str, list[int]] = {}
-    for result in summary.results:
+    for result in results:
         counts = per_task.setdefault(result.task_id, [0, 0])
         counts[0] += int(result.success)
         counts[1] += 1
-    keys = [k for k in truth if k in policy.first_clicks]
-    result = RowResult(
+    clicks = first_clicks(run_dir)
+    keys = [k for k in truth if k in clicks]
+    return RowResult(
         row=row, successes=sum(c[0] for c in per_task.values()),
         episodes=sum(c[1] for c in per_task.values()), per_task=per_task,
-        corr_x=pearson([policy.first_clicks[k][0] for k in keys], [truth[k][0] for k in keys]),
-        corr_y=pearson([policy.first_clicks[k][1] for k in keys], [truth[k][1] for k in keys]),
-        clicks=len(keys), wall_s=time.monotonic() - started)
-    saved.write_text(result.model_dump_json(indent=2))
-    return result
+        corr_x=within_task_correlation([(k[0], clicks[k][0], truth[k][0]) for k in keys]),
+        corr_y=within_task_correlation([(k[0], clicks[k][1], truth[k][1]) for k in keys]),
+        clicks=len(keys), wall_s=wall_s)
 
 
 def results_table(rows: list[RowResult], tasks: tuple[str, ...], title: str) -> Table:
@@ -442,7 +463,8 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     timed("export + build", started)
 
     sft_model = work / "sft-model"
-    if not (sft_model / "train_sft.json").exists():
+    needs_sft = any(row.startswith(("sft", "grpo")) for row in config.rows)
+    if needs_sft and not (sft_model / "train_sft.json").exists():
         started = time.monotonic()
         console.rule("SFT (TRL SFTTrainer)")
         train_sft(TrainSFTOptions(data_dir=work / "sft", model=str(untrained), out=sft_model,
@@ -450,7 +472,8 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
                                   max_pixels=config.max_pixels, seed=config.seed,
                                   **config.sft))
         timed("sft", started)
-    sft_log = json.loads((sft_model / "train_sft.json").read_text())
+    sft_log = (json.loads((sft_model / "train_sft.json").read_text())
+               if (sft_model / "train_sft.json").exists() else None)
 
     def swapped(task_id: str, seed: int, _png: bytes) -> bytes:
         # another held-out seed's screen of the same task (the next seed, cyclically)
@@ -470,7 +493,8 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
                                  max_pixels=config.max_pixels, screenshot_for=screenshot_for)
 
     grpo_model = work / "grpo-model"
-    if config.grpo_steps and not (grpo_model / "grpo.json").exists():
+    needs_grpo = any(row.startswith("grpo") for row in config.rows)
+    if config.grpo_steps and needs_grpo and not (grpo_model / "grpo.json").exists():
         started = time.monotonic()
         console.rule("GRPO (TRL GRPOTrainer, environment_factory)")
         run_grpo(config, sft_model, grpo_model, console)
@@ -490,6 +514,8 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     for row in config.rows:
         if row.startswith("grpo") and not (grpo_model / "config.json").exists():
             continue
+        if row.startswith("sft") and sft_log is None:
+            continue
         console.rule(f"evaluating: {row}")
         policy = makers[row]()
         try:
@@ -501,14 +527,16 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
              f"({config.eval_seeds} per task); trained on seeds {TRAIN_SEED}.."
              f"{TRAIN_SEED + config.train_seeds - 1}")
     console.print(results_table(rows, config.tasks, title))
-    console.print(f"SFT: {sft_log['result']['steps']} steps, loss {sft_log['result']['first_loss']}"
-                  f" -> {sft_log['result']['final_loss']}, {sft_log['result']['train_s']:.0f} s")
+    if sft_log:
+        result = sft_log["result"]
+        console.print(f"SFT: {result['steps']} steps, loss {result['first_loss']:.3f} -> "
+                      f"{result['final_loss']:.3f}, {result['train_s']:.0f} s")
     if (grpo_model / "grpo.json").exists():
         console.print(f"GRPO: {json.loads((grpo_model / 'grpo.json').read_text())['summary']}")
     console.print("stage wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
     (work / "summary.json").write_text(json.dumps(
         {"config": config.model_dump(mode="json"), "rows": [r.model_dump() for r in rows],
-         "stages_s": stages, "sft": sft_log["result"]}, indent=2))
+         "stages_s": stages, "sft": sft_log["result"] if sft_log else None}, indent=2))
     return rows
 
 
@@ -575,7 +603,9 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     from policies.train_sft import _save_processor_files
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    settings = {"tasks": list(config.tasks), "group": 4, "prompts_per_step": 2,
+    # enter-text: a multi-step task (click the field, type, click Submit) so that the
+    # rollouts are multi-turn; the click tasks end after one action, as in evaluation
+    settings = {"tasks": [*config.tasks, "enter-text"], "group": 4, "prompts_per_step": 2,
                 "learning_rate": 2e-4, "beta": 0.04, "temperature": 1.0,
                 "max_completion_length": 160, "max_tool_calls": 4, **config.grpo}
     suite = MiniWoBSuite()
