@@ -359,6 +359,7 @@ class RowResult(BaseModel):
 def run_row(row: str, policy: Any, config: LearningConfig, out: Path,
             truth: dict[tuple[str, int], tuple[float, float]], console: Console) -> RowResult:
     """Real episodes of `policy` on the held-out seeds (one action each); resumable."""
+    from agent.config import Limits, OutputConfig, RunConfig
     from agent.runner import run_suite
 
     saved = out / "row.json"
@@ -368,8 +369,10 @@ def run_row(row: str, policy: Any, config: LearningConfig, out: Path,
         wall_s = RowResult.model_validate_json(saved.read_text()).wall_s
         return score_row(row, out / "run", truth, wall_s, RunDir(out / "run").results())
     started = time.monotonic()
-    summary = run_suite("miniwob", policy, list(config.tasks), config.eval_seeds, EVAL_SEED,
-                        out / "run", max_steps=1, console=console, show_progress=True)
+    summary = run_suite(RunConfig(
+        suite="miniwob", policy=policy.name, tasks=list(config.tasks),
+        episodes_per_task=config.eval_seeds, seed=EVAL_SEED, limits=Limits(max_steps=1),
+        output=OutputConfig(out_dir=out / "run")), policy=policy, console=console)
     wall_s = time.monotonic() - started
     result = score_row(row, out / "run", truth, wall_s, summary.results)
     saved.write_text(result.model_dump_json(indent=2))
