@@ -631,9 +631,10 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         environments.append(env)
         return env
 
-    def acted(completions, **_):
-        """-0.5 for a rollout that made no tool call (the tool-call-count term)."""
-        return [0.0 if "<tool_call>" in str(c) else -0.5 for c in completions]
+    def acted(completions, environments=None, **_):
+        """-0.5 for a rollout whose environment executed no tool call (the tool-call-count
+        term; TRL passes the rollouts' environments)."""
+        return [0.0 if env.steps else -0.5 for env in environments]
 
     rng = random.Random(config.seed)
     rows = []
