@@ -219,6 +219,9 @@ class RandomClickPolicy:
                                         actions=[action], model="random-click"))
         return outputs
 
+    def close(self) -> None:
+        pass
+
 
 class FixedPointPolicy:
     """Clicks one point per task, never looking at the screen."""
@@ -235,6 +238,9 @@ class FixedPointPolicy:
             outputs.append(PolicyOutput(raw_text=f"fixed click {x},{y}",
                                         actions=[Click(x=x, y=y)], model="fixed-point"))
         return outputs
+
+    def close(self) -> None:
+        pass
 
 
 class CompactQwenPolicy:
