@@ -85,7 +85,7 @@ class LearningConfig(BaseModel):
 
     tasks: tuple[str, ...] = TASKS
     train_seeds: int = Field(600, ge=1)
-    eval_seeds: int = Field(50, ge=2)
+    eval_seeds: int = Field(25, ge=2)
     model: dict[str, Any] = Field(default_factory=lambda: {
         "text_hidden_size": 64, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2,
         "text_head_dim": 16, "text_intermediate_size": 192, "vision_hidden_size": 32,
@@ -93,10 +93,11 @@ class LearningConfig(BaseModel):
     min_pixels: int = 30_000
     max_pixels: int = 40_000
     sft: dict[str, Any] = Field(default_factory=lambda: {
-        "epochs": 12.0, "learning_rate": 3e-3, "batch_size": 16, "lr_scheduler": "cosine",
-        "warmup_ratio": 0.03, "logging_steps": 50})
-    grpo_steps: int = Field(0, ge=0)
-    grpo: dict[str, Any] = Field(default_factory=dict)
+        "epochs": 2.0, "learning_rate": 3e-3, "batch_size": 16, "lr_scheduler": "cosine",
+        "warmup_ratio": 0.03, "logging_steps": 25})
+    grpo_steps: int = Field(40, ge=0)
+    grpo: dict[str, Any] = Field(default_factory=lambda: {
+        "group": 4, "prompts_per_step": 4, "max_completion_length": 160, "max_tool_calls": 3})
     rows: tuple[str, ...] = ("random", "fixed-point", "untrained", "sft", "sft-swapped",
                              "sft-blank", "grpo", "grpo-swapped")
     threads: int = Field(1, ge=1)
