@@ -68,13 +68,13 @@ def test_fixed_point_and_filter():
 def test_compact_prompt_renders_no_tools(tiny_model_dir):  # noqa: F811
     from transformers import AutoTokenizer
 
-    from agent.trainers.trl_env import COMPUTER_USE_TOOL
+    from agent.trainers.trl_env import ComputerUseEnvironment
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     messages = compact_messages("Click the button.")
     plain = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     with_tools = tokenizer.apply_chat_template(
-        messages, tools=[COMPUTER_USE_TOOL], chat_template=compact_chat_template(),
+        messages, tools=[ComputerUseEnvironment.tool], chat_template=compact_chat_template(),
         tokenize=False, add_generation_prompt=True)
     assert plain == with_tools  # what GRPO shows is what SFT trained on
     assert plain.startswith("<|im_start|>user\nThe user query: Click the button.\n"

@@ -18,9 +18,9 @@ complete, so a rerun resumes):
    screenshot; with ``--grpo-steps`` also GRPO from the SFT checkpoint and its swapped run.
 
 The compact prompt: one user turn "The user query: <instruction>\\n" + the screenshot, no
-system prompt and no tool schema — exactly the first turn that TRL's GRPOTrainer builds
-from `agent.trainers.trl_env.ComputerUseEnvironment.reset` when the chat template does not
-render tools (`COMPACT_CHAT_TEMPLATE`). The answer is the Qwen3-VL tool call
+system prompt and no tool schema. The GRPO stage shows the same: its environment is the
+reference `agent.trainers.trl_env.ComputerUseEnvironment` with this first turn, and TRL gets
+a chat template that does not render tools (`compact_chat_template`). The answer is the Qwen3-VL tool call
 (`render_response`, 0-1000 grid), parsed back by `actions.parsing` like any policy's.
 Why compact: the computer_use schema is ~980 tokens for the small tokenizer, 6x the
 rest of a sample, on a 2-core CPU.
@@ -625,7 +625,16 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     rewards: list[float] = []
 
     class CountingEnvironment(ComputerUseEnvironment):
-        """TRL adds get_reward as a reward source; this one also records it per rollout."""
+        """The reference web environment (the engine's episode rule, the evaluator's score
+        as reward) whose first turn is the compact prompt the SFT model was trained on;
+        TRL adds get_reward as a reward source, and this one also records it per rollout."""
+
+        def reset(self, **row: Any) -> list[dict[str, Any]]:
+            content = super().reset(**row)
+            image = next((c for c in content if c.get("type") == "image"), None)
+            if image is None or self.episode is None:
+                return content  # the environment failed: its message goes to the model
+            return [compact_messages(self.episode.instruction)[0]["content"][0], image]
 
         def get_reward(self) -> float:
             reward = super().get_reward()
