@@ -95,7 +95,7 @@ class LearningConfig(BaseModel):
     sft: dict[str, Any] = Field(default_factory=lambda: {
         "epochs": 2.0, "learning_rate": 3e-3, "batch_size": 16, "lr_scheduler": "cosine",
         "warmup_ratio": 0.03, "logging_steps": 25})
-    grpo_steps: int = Field(40, ge=0)
+    grpo_steps: int = Field(25, ge=0)
     grpo: dict[str, Any] = Field(default_factory=lambda: {
         "group": 4, "prompts_per_step": 4, "max_completion_length": 160, "max_tool_calls": 3})
     rows: tuple[str, ...] = ("random", "fixed-point", "untrained", "sft", "sft-swapped",
