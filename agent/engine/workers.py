@@ -348,15 +348,20 @@ class ProcessWorker:
     def _receive(self, op: str, timeout_s: float) -> Any:
         assert self._conn is not None and self._process is not None
         ready = wait([self._conn, self._process.sentinel], timeout=timeout_s)
+        pipe_closed = False
         if self._conn in ready:
             try:
                 status, value = self._conn.recv()
             except (EOFError, OSError):
-                status, value = None, None
+                status, value, pipe_closed = None, None, True
             if status == "ok":
                 return value
             if status == "err":
                 raise value
+        if pipe_closed:
+            # A dying process closes its end of the pipe before the kernel reports its exit:
+            # wait for the exit so that a killed worker is reported as dead, not as hung.
+            self._process.join(timeout=10)
         if self._process.sentinel in ready or not self._process.is_alive():
             self._process.join(timeout=5)
             code = self._process.exitcode
