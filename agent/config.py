@@ -51,6 +51,10 @@ class ConfigFileError(ValueError):
     """A config file that cannot be read or does not describe a run."""
 
 
+# Free-form option sections whose secret-looking keys the manifest redacts too.
+_REDACTED_SECTIONS = ("suite_options", "env_options")
+
+
 def redact_options(options: dict[str, Any]) -> dict[str, Any]:
     """Options as stored in the manifest: values of secret-looking keys replaced."""
     return {k: ("<redacted>" if _SECRET_OPTION.search(k) and v is not None else v)
@@ -203,10 +207,13 @@ class RunConfig(BaseModel):
         return tasks
 
     def stored(self) -> dict[str, Any]:
-        """The JSON object the manifest stores (`config`): secret-looking policy options
-        redacted, the safety rules without secret values."""
+        """The JSON object the manifest stores (`config`): secret-looking policy, suite and
+        environment options redacted (e.g. OSWorld's client_password), the safety rules
+        without secret values."""
         data = self.model_dump(mode="json")  # secrets replaced below, before it goes anywhere
         data["policy_options"] = self.policy_options.stored()
+        for section in _REDACTED_SECTIONS:
+            data[section] = redact_options(data[section])
         data["safety"] = None if self.safety is None else self.safety.describe()
         return data
 
@@ -254,9 +261,10 @@ def load_run_config(path: str | Path) -> RunConfig:
             f"{path}: config version {data.get('version')!r} is not {CONFIG_VERSION} (a "
             "manifest written by an earlier qwen-cua, or no \"version\" key); write the "
             "config again (docs/running.md, 'Run configs')")
-    redacted = [k for k, v in (data.get("policy_options") or {}).items() if v == "<redacted>"]
+    redacted = [f"{section}.{k}" for section in ("policy_options", *_REDACTED_SECTIONS)
+                for k, v in (data.get(section) or {}).items() if v == "<redacted>"]
     if redacted:
-        raise ConfigFileError(f"{path}: policy option(s) {redacted} were redacted when stored; "
+        raise ConfigFileError(f"{path}: option(s) {redacted} were redacted when stored; "
                               "give them in the file, or through their environment variable")
     try:
         return RunConfig.model_validate(data)

@@ -37,6 +37,20 @@ def test_policy_options_gather_sampling_and_keep_the_rest():
         PolicyOptions(sampling={"temprature": 1})
 
 
+def test_secret_looking_environment_and_suite_options_are_redacted_in_the_manifest(tmp_path):
+    config = RunConfig(suite="osworld", tasks="all",
+                       env_options={"client_password": "hunter2", "screen": "1920x1080"},
+                       suite_options={"api_token": "t0k"})
+    stored = config.stored()
+    assert stored["env_options"] == {"client_password": "<redacted>", "screen": "1920x1080"}
+    assert stored["suite_options"] == {"api_token": "<redacted>"}
+    assert "hunter2" not in json.dumps(stored) and "t0k" not in json.dumps(stored)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(stored))
+    with pytest.raises(ConfigFileError, match=r"env_options\.client_password"):
+        load_run_config(path)
+
+
 def test_config_round_trips_through_json_and_splits_task_lists():
     config = RunConfig(suite="unit", tasks="a, long-3", episodes_per_task=2, policy="openai",
                        policy_options={"model": "m", "top_p": 0.5},
