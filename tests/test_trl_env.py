@@ -25,6 +25,7 @@ import pytest
 
 from actions.contracts import EpisodeState
 from agent.engine.episode import LoopOptions
+from agent.trainers.processors import image_only_processor
 from agent.trainers.rewards import RewardConfig
 from agent.trainers.trl_env import (
     EPISODE_OVER,
@@ -198,30 +199,6 @@ def test_terminate_reaches_the_environment_and_the_reward_terms(miniwob_env, min
     assert [f(environments=[env]) for f in reward_term_funcs()] == [[0.0], [0.5], [None]]
 
 
-def _image_only_processor(model_dir):
-    from transformers import AutoImageProcessor, AutoTokenizer
-    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
-        def __init__(self, image_processor, tokenizer, chat_template=None):
-            ProcessorMixin.__init__(self, image_processor, tokenizer,
-                                    chat_template=chat_template)
-            self.video_processor = None
-            for kind in ("image", "video"):
-                setattr(self, f"{kind}_token", f"<|{kind}_pad|>")
-                setattr(self, f"{kind}_token_id",
-                        tokenizer.convert_tokens_to_ids(f"<|{kind}_pad|>"))
-            for edge in ("start", "end"):
-                setattr(self, f"vision_{edge}_token", f"<|vision_{edge}|>")
-                setattr(self, f"vision_{edge}_token_id",
-                        tokenizer.convert_tokens_to_ids(f"<|vision_{edge}|>"))
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return ImageOnlyQwen3VLProcessor(AutoImageProcessor.from_pretrained(model_dir), tokenizer,
-                                     tokenizer.chat_template)
-
-
 # click-test, seed 0: the button's centre is at (30, 141) px of the 160x210 page, (188, 671)
 # on the 0-1000 grid; (900, 100) is empty page.
 HIT, MISS = [188, 671], [900, 100]
@@ -283,7 +260,7 @@ def acting_model_dir(tiny_model_dir, tmp_path_factory, miniwob_suite):  # noqa: 
         image = environment.reset(miniwob_suite.make_task("click-test", 0)).image().convert("RGB")
     finally:
         environment.close()
-    processor = _image_only_processor(tiny_model_dir)
+    processor = image_only_processor(tiny_model_dir)
     prompt = _prompt_inputs(processor, image)
     model = Qwen3VLForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -343,7 +320,7 @@ def test_grpo_rollouts_act_and_the_rewarded_call_gains(acting_model_dir, tmp_pat
             terms.append((self.episode.episode_id, self.reward_terms))
             return reward
 
-    processor = _image_only_processor(model_dir)
+    processor = image_only_processor(model_dir)
     model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
     prompt = _prompt_inputs(processor, image)
     before = (_completion_logprob(model, processor, prompt, _completion(HIT))

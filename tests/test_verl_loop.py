@@ -35,10 +35,10 @@ import yaml
 
 from agent.trainers import verl_interface
 from agent.trainers.episodes import RowTask
+from agent.trainers.processors import image_only_processor
 from agent.trainers.verl_loop import AGENT_NAME, GUIAgentLoop
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
-from tests.test_trl_env import _image_only_processor
 from tests.verl_venv.tiny_server import FORCED_FIRST_TURN, TinyServerManager
 
 # verl 0.9.1 (PyPI wheel), verl/experimental/agent_loop/agent_loop.py: the pydantic fields
@@ -119,7 +119,7 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
     logprob recomputation; plumbing of request ids, masks, rewards against the stand-in."""
     from policies.qwen3vl import QwenVLPromptEncoder
 
-    server = TinyServerManager(tiny_model_dir, _image_only_processor(tiny_model_dir),
+    server = TinyServerManager(tiny_model_dir, image_only_processor(tiny_model_dir),
                                max_new_tokens=12)
     encoder = QwenVLPromptEncoder.from_pretrained(str(tiny_model_dir))
     with running_service(max_envs=1) as (url, app):

@@ -551,32 +551,14 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
 
 
 def image_only_processor(model_dir: Path, chat_template: str):
-    """A Qwen3VLProcessor without its video processor (transformers builds that only with
-    torchvision, which has no build for this CPU torch): the checkpoint's tokenizer and
-    image processor, and `chat_template`."""
-    from transformers import AutoImageProcessor, AutoTokenizer
-    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
-        def __init__(self, image_processor, tokenizer, chat_template=None):
-            ProcessorMixin.__init__(self, image_processor, tokenizer,
-                                    chat_template=chat_template)
-            self.video_processor = None
-            for kind in ("image", "video"):
-                setattr(self, f"{kind}_token", f"<|{kind}_pad|>")
-                setattr(self, f"{kind}_token_id",
-                        tokenizer.convert_tokens_to_ids(f"<|{kind}_pad|>"))
-            for edge in ("start", "end"):
-                setattr(self, f"vision_{edge}_token", f"<|vision_{edge}|>")
-                setattr(self, f"vision_{edge}_token_id",
-                        tokenizer.convert_tokens_to_ids(f"<|vision_{edge}|>"))
-
+    """The checkpoint's processor without a video processor
+    (agent.trainers.processors), with TRL's tool-call parser and `chat_template`."""
     from trl.chat_template_utils import add_response_schema
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    processor = ImageOnlyQwen3VLProcessor(AutoImageProcessor.from_pretrained(model_dir),
-                                          tokenizer, tokenizer.chat_template)
+    from agent.trainers.processors import image_only_processor as plain_processor
+
+    processor = plain_processor(model_dir)
+    tokenizer = processor.tokenizer
     # TRL recognises the checkpoint's Qwen3-VL template and sets its tool-call parser;
     # then the template is swapped (the parser does not depend on it)
     add_response_schema(processor)

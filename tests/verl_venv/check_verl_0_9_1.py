@@ -50,29 +50,16 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def make_processor(model_dir: Path):
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
     )
     from transformers.models.qwen3_vl import Qwen3VLModel
-    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
-    from transformers.processing_utils import ProcessorMixin
 
-    class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
-        def __init__(self, image_processor, tokenizer, chat_template=None):
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-            self.video_processor = None
-            for kind in ("image", "video"):
-                setattr(self, f"{kind}_token", f"<|{kind}_pad|>")
-                setattr(self, f"{kind}_token_id", tokenizer.convert_tokens_to_ids(f"<|{kind}_pad|>"))
-            for edge in ("start", "end"):
-                setattr(self, f"vision_{edge}_token", f"<|vision_{edge}|>")
-                setattr(self, f"vision_{edge}_token_id",
-                        tokenizer.convert_tokens_to_ids(f"<|vision_{edge}|>"))
+    from agent.trainers.processors import image_only_processor
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    processor = ImageOnlyQwen3VLProcessor(Qwen2VLImageProcessorPil.from_pretrained(model_dir),
-                                          tokenizer, tokenizer.chat_template)
+    processor = image_only_processor(
+        model_dir, image_processor=Qwen2VLImageProcessorPil.from_pretrained(model_dir))
     # verl/utils/tokenizer/tokenizer.py hf_processor (0.9.1): bind the model's rope index.
     processor.config = AutoConfig.from_pretrained(model_dir)
     processor.get_rope_index = types.MethodType(Qwen3VLModel.get_rope_index, processor)
