@@ -47,25 +47,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 from actions.contracts import EnvironmentCrashed, Task
 from actions.models import (
     Action,
-    Answer,
-    Click,
-    Drag,
-    Key,
-    MouseMove,
     Scroll,
-    SystemButton,
-    Terminate,
-    Type,
     Wait,
-    mobile_key_error,
 )
 from actions.observation import Observation, Size
 from benchmarks.base import SuiteUnavailable
+from benchmarks.osworld_actions import (
+    ACTION_SPACES,
+    UnsupportedActionError,
+    encode,
+    encode_qwen3vl_official,
+)
 from environments._settle import AmbientMemory, QuietWindow, SettleResult, settle_screenshots
 
 logger = logging.getLogger(__name__)
@@ -73,7 +68,6 @@ logger = logging.getLogger(__name__)
 # Exactly the providers OSWorld's factory builds (desktop_env/providers/__init__.py
 # `create_vm_manager_and_provider`; pinned in tests/test_osworld_parity.py).
 VM_PROVIDERS = ("vmware", "virtualbox", "aws", "azure", "docker", "aliyun", "volcengine")
-ACTION_SPACES = ("pyautogui", "computer_13")
 PROTOCOLS = ("official", "fast")
 Protocol = Literal["official", "fast"]
 # lib_run_single.py's waits and run.py's default pause after each action.
@@ -96,146 +90,8 @@ class OSWorldUnavailable(SuiteUnavailable):
     """OSWorld cannot run here: the package, the checkout or the VM provider is missing."""
 
 
-class UnsupportedActionError(ValueError):
-    """The OSWorld action space has no way to express this action."""
-
-
 class ScreenshotUnavailable(EnvironmentCrashed):
     """OSWorld's controller returned no screenshot (None after its own retries)."""
-
-
-# Canonical key names that OSWorld's computer_13 key list (desktop_env/actions.py
-# KEYBOARD_KEYS, which PythonController checks every PRESS/HOTKEY key against) spells
-# differently. Every other canonical key name is in that list as it is.
-_COMPUTER_13_KEYS = {"space": " ", "meta": "win", "menu": "apps"}
-# PythonController builds `pyautogui.press('{key}')`: these keys would break the quotes.
-_COMPUTER_13_UNQUOTABLE = {"'", "\\"}
-
-
-def computer_13_key(key: str) -> str:
-    """OSWorld's computer_13 name for a canonical key name."""
-    if error := mobile_key_error((key,), "an OSWorld desktop"):
-        raise UnsupportedActionError(error)
-    if key in _COMPUTER_13_UNQUOTABLE:
-        raise UnsupportedActionError(
-            f"OSWorld computer_13 pastes key names into pyautogui.press('{key}'), which "
-            f"breaks on {key!r}: type it (TYPING) or use the pyautogui action space")
-    return _COMPUTER_13_KEYS.get(key, key)
-
-
-# ----------------------------------------------------------------------------- mapping
-# pyautogui types '<' as '>' where the keymap has a '<>' key: press shift+',' instead.
-_LESS_THAN_13: dict[str, Any] = {"action_type": "HOTKEY", "parameters": {"keys": ["shift", ","]}}
-
-
-def to_computer_13(action: Action) -> list[dict[str, Any] | str]:
-    """OSWorld `computer_13` actions for one canonical action (in order).
-
-    Each is {'action_type': 'CLICK', 'parameters': {...}} or one of the strings WAIT,
-    DONE, FAIL. A drag is MOVE_TO the start then DRAG_TO the end; a scroll at a point is
-    MOVE_TO it then SCROLL (dy > 0 scrolls up, dx > 0 right, in wheel notches).
-    """
-    match action:
-        case Click(x=x, y=y, button=button, clicks=clicks):
-            return [{"action_type": "CLICK", "parameters": {
-                "button": button, "x": x, "y": y, "num_clicks": clicks}}]
-        case MouseMove(x=x, y=y):
-            return [{"action_type": "MOVE_TO", "parameters": {"x": x, "y": y}}]
-        case Drag(start_x=sx, start_y=sy, end_x=ex, end_y=ey):
-            return [{"action_type": "MOVE_TO", "parameters": {"x": sx, "y": sy}},
-                    {"action_type": "DRAG_TO", "parameters": {"x": ex, "y": ey}}]
-        case Scroll(direction=direction, amount=amount, x=x, y=y):
-            dx = {"left": -amount, "right": amount}.get(direction, 0)
-            dy = {"up": amount, "down": -amount}.get(direction, 0)
-            moves: list[dict[str, Any] | str] = []
-            if x is not None:
-                moves.append({"action_type": "MOVE_TO", "parameters": {"x": x, "y": y}})
-            return [*moves, {"action_type": "SCROLL", "parameters": {"dx": dx, "dy": dy}}]
-        case Type(text=text) if not text.isascii():
-            raise UnsupportedActionError(
-                "OSWorld computer_13 types with pyautogui.typewrite, which drops non-ASCII "
-                f"characters: cannot type {text!r} (use the pyautogui action space)")
-        case Type(text=text) if "<" in text:
-            out: list[dict[str, Any] | str] = []
-            for i, part in enumerate(text.split("<")):
-                if i:
-                    out.append(_LESS_THAN_13)
-                if part:
-                    out.append({"action_type": "TYPING", "parameters": {"text": part}})
-            return out
-        case Type(text=text):
-            return [{"action_type": "TYPING", "parameters": {"text": text}}]
-        case Key(keys=keys) if len(keys) == 1:
-            return [{"action_type": "PRESS", "parameters": {"key": computer_13_key(keys[0])}}]
-        case Key(keys=keys):
-            return [{"action_type": "HOTKEY",
-                     "parameters": {"keys": [computer_13_key(k) for k in keys]}}]
-        case SystemButton(button="enter"):
-            return [{"action_type": "PRESS", "parameters": {"key": "enter"}}]
-        case Wait():
-            return ["WAIT"]
-        case Answer():
-            return ["DONE"]
-        case Terminate(status=status):
-            return ["DONE" if status == "success" else "FAIL"]
-    raise UnsupportedActionError(f"OSWorld computer_13 cannot express {action!r}")
-
-
-def to_pyautogui_code(action: Action) -> str:
-    """OSWorld `pyautogui` action-space code (or WAIT/DONE/FAIL) for one action: the
-    shared exporter, with its error turned into this module's UnsupportedActionError."""
-    from actions.exporters import UnsupportedActionError as ExportError
-    from actions.exporters import to_pyautogui
-
-    try:
-        return to_pyautogui(action)
-    except ExportError as exc:
-        raise UnsupportedActionError(str(exc)) from exc
-
-
-def encode(action: Action, action_space: str) -> list[Any]:
-    """What DesktopEnv.step receives, in order, for one action in `action_space`."""
-    if action_space == "pyautogui":
-        return [to_pyautogui_code(action)]
-    if action_space == "computer_13":
-        return to_computer_13(action)
-    raise ValueError(f"unknown OSWorld action space {action_space!r}; use one of {ACTION_SPACES}")
-
-
-# mm_agents/qwen3vl_agent.py parse_response: left_click_drag -> dragTo(x, y, duration=0.5)
-QWEN3VL_DRAG_DURATION_S = 0.5
-
-
-def encode_qwen3vl_official(action: Action, pointer: tuple[int, int] | None) -> list[Any]:
-    """What OSWorld's Qwen3-VL runner (mm_agents/qwen3vl_agent.py `parse_response`, the
-    pyautogui action space) sends DesktopEnv.step for one action; [] where it writes no
-    code (the action is not executed and nothing is sent).
-
-    `terminate` is DONE whatever its status; `wait` is WAIT; `triple_click`, `hscroll`
-    and `answer` have no branch there; `scroll` is `pyautogui.scroll(pixels)` with the
-    model's value as written (not rounded, not capped: `Scroll.pixels`), its coordinate
-    ignored; a `left_click_drag` that starts where the cursor is (`pointer`)
-    is `pyautogui.dragTo(x, y, duration=0.5)`. Everything else is the shared exporter's
-    code (the same pyautogui calls the reference writes for those actions).
-    """
-    match action:
-        case Terminate():
-            return ["DONE"]
-        case Wait():
-            return ["WAIT"]
-        case Answer():
-            return []
-        case Click(clicks=3):
-            return []
-        case Scroll(direction="left" | "right"):
-            return []
-        case Scroll(pixels=pixels) if pixels is not None:
-            return [f"pyautogui.scroll({pixels})"]  # as the model wrote it
-        case Scroll(direction=direction, amount=amount):
-            return [f"pyautogui.scroll({amount if direction == 'up' else -amount})"]
-        case Drag(start_x=sx, start_y=sy, end_x=ex, end_y=ey) if pointer == (sx, sy):
-            return [f"pyautogui.dragTo({ex}, {ey}, duration={QWEN3VL_DRAG_DURATION_S})"]
-    return [to_pyautogui_code(action)]
 
 
 # ----------------------------------------------------------------------------- availability
@@ -722,151 +578,3 @@ class OSWorldEnvironment:
         if self.writer is not None:
             self.writer.close_unscored()
         self.env.close()
-
-
-# ----------------------------------------------------------------------------- results
-class DomainRow(BaseModel):
-    """One row of OSWorld's per-domain table.
-
-    `episodes` counts scored episodes; `crashed` those that ended in an error (no
-    result.txt in OSWorld's layout), left out of every rate as OSWorld's show_result.py
-    leaves them out. `success_rate_pct` is OSWorld's number: the mean score x 100 (what
-    its show_result.py prints as "Success Rate"); `full_success_pct` the share of
-    episodes with a full score (reward >= 1.0), shown beside it.
-    """
-
-    domain: str
-    episodes: int
-    successes: int
-    crashed: int = 0
-    success_rate_pct: float
-    full_success_pct: float = 0.0
-
-
-def _domain_of(task_id: str, suite: str) -> str:
-    if "/" in task_id:
-        return task_id.split("/", 1)[0]
-    if suite == "desktop":
-        from benchmarks.desktop import load_tasks
-
-        tasks = load_tasks()
-        if task_id in tasks:
-            return tasks[task_id].domain
-    return "-"
-
-
-def _rows(scores: dict[str, list[float]], crashed: dict[str, int]) -> list[DomainRow]:
-    def row(name: str, items: list[float], crashes: int) -> DomainRow:
-        full = sum(score >= 1.0 for score in items)
-        return DomainRow(
-            domain=name, episodes=len(items), successes=full, crashed=crashes,
-            success_rate_pct=round(100 * sum(items) / len(items), 2) if items else 0.0,
-            full_success_pct=round(100 * full / len(items), 2) if items else 0.0)
-
-    domains = sorted(set(scores) | set(crashed))
-    everything = [score for items in scores.values() for score in items]
-    return [row(d, scores.get(d, []), crashed.get(d, 0)) for d in domains] + [
-        row("overall", everything, sum(crashed.values()))]
-
-
-def _example_dirs(root: Path) -> set[Path]:
-    return ({p.parent for p in root.rglob("result.txt")}
-            | {p.parent for p in root.rglob("traj.jsonl")})
-
-
-def osworld_runs(root: str | Path) -> dict[str, Path]:
-    """The runs in an OSWorld result tree: each `<action_space>/<observation_type>/<model>`
-    directory (the one show_result.py scores) holding `<domain>/<example_id>/` folders,
-    keyed by its path relative to `root` ('.' when `root` is one)."""
-    root = Path(root)
-    runs = {example.parent.parent for example in _example_dirs(root)}
-    return {(run.relative_to(root).as_posix() if run != root else "."): run
-            for run in sorted(runs)}
-
-
-def _show_result_score(text: str) -> float:
-    """A result.txt value as show_result.py reads it: float(), else the Python literal
-    (True / False)."""
-    try:
-        return float(text)
-    except ValueError:
-        return float(text.strip().lower() == "true")
-
-
-def osworld_tree_scores(root: Path) -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Scores and crash counts per domain of one run of an OSWorld result tree (its
-    `<domain>/<example_id>/` directories below `root`): with result.txt an example is
-    scored as show_result.py scores it, without it crashed (show_result.py skips it)."""
-    scores: dict[str, list[float]] = {}
-    crashed: dict[str, int] = {}
-    for example in sorted(_example_dirs(root)):
-        domain = example.parent.name
-        result = example / "result.txt"
-        if not result.is_file():
-            crashed[domain] = crashed.get(domain, 0) + 1
-            continue
-        scores.setdefault(domain, []).append(_show_result_score(result.read_text().strip()))
-    return scores, crashed
-
-
-class MultipleRuns(ValueError):
-    """An OSWorld result tree holds several runs (models or action spaces): each is
-    scored on its own, never merged."""
-
-    def __init__(self, root: Path, runs: dict[str, Path]) -> None:
-        self.root, self.runs = root, runs
-        super().__init__(f"{root} holds {len(runs)} runs ({', '.join(runs)}): pass one "
-                         "<action_space>/<observation_type>/<model> directory")
-
-
-def run_rows(root: str | Path) -> dict[str, DomainRow]:
-    """One 'overall' row per run of an OSWorld result tree (see osworld_runs)."""
-    return {name: _rows(*osworld_tree_scores(run))[-1]
-            for name, run in osworld_runs(root).items()}
-
-
-def domain_summary(path: str | Path) -> list[DomainRow]:
-    """Per-domain results (last row: 'overall') of a qwen-cua run directory (also written
-    to <path>/domains.json) or of one run of an OSWorld result tree (the
-    <action_space>/<observation_type>/<model> directory show_result.py reads, or any
-    directory above it holding that one run only: MultipleRuns otherwise)."""
-    from trajectories.store import MANIFEST, RunDir
-
-    root = Path(path)
-    if not (root / MANIFEST).exists():
-        if not any(root.rglob("result.txt")) and not any(root.rglob("traj.jsonl")):
-            from trajectories.store import NotARunDirectory
-
-            raise NotARunDirectory(
-                f"{root} is neither a qwen-cua run directory (no {MANIFEST}) nor an OSWorld "
-                "result tree (no <domain>/<example_id>/result.txt or traj.jsonl below it)")
-        runs = osworld_runs(root)
-        if len(runs) > 1:
-            raise MultipleRuns(root, runs)
-        return _rows(*osworld_tree_scores(root))
-    scores: dict[str, list[float]] = {}
-    crashed: dict[str, int] = {}
-    for result in RunDir(root).results():
-        domain = _domain_of(result.task_id, result.suite)
-        if result.error is not None:
-            crashed[domain] = crashed.get(domain, 0) + 1
-        else:
-            scores.setdefault(domain, []).append(result.reward)
-    rows = _rows(scores, crashed)
-    (root / "domains.json").write_text(
-        json.dumps([r.model_dump() for r in rows], indent=2) + "\n")
-    return rows
-
-
-def run_protocol(path: str | Path) -> str | None:
-    """The OSWorld protocol a run directory was run under (None: not an osworld run)."""
-    from trajectories.store import RunDir
-
-    try:
-        config = RunDir(path).manifest().config
-    except Exception:  # noqa: BLE001 - an OSWorld tree or an older manifest: no protocol
-        return None
-    options = config.get("suite_options") or {}
-    if config.get("suite") != "osworld" and "protocol" not in options:
-        return None
-    return options.get("protocol", "official")

@@ -12,7 +12,7 @@ import pytest
 from agent.config import RunConfig
 from agent.runner import run_suite
 from benchmarks.desktop import DesktopSuite
-from benchmarks.osworld import domain_summary
+from benchmarks.osworld_report import domain_summary
 
 SUITE = DesktopSuite()
 

@@ -17,9 +17,8 @@ from benchmarks.osworld import (
     OSWorldSuite,
     OSWorldUnavailable,
     check_available,
-    to_computer_13,
-    to_pyautogui_code,
 )
+from benchmarks.osworld_actions import to_computer_13, to_pyautogui_code
 from environments.desktop import DesktopEnv
 
 
@@ -138,7 +137,7 @@ def test_computer_13_mapping(action, expected) -> None:
 
 
 def test_computer_13_refuses_non_ascii_text() -> None:
-    from benchmarks.osworld import UnsupportedActionError
+    from benchmarks.osworld_actions import UnsupportedActionError
 
     with pytest.raises(UnsupportedActionError, match="non-ASCII"):
         to_computer_13(Type(text="Grüße"))

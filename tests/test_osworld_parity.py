@@ -38,11 +38,10 @@ from benchmarks.osworld import (
     VM_PROVIDERS,
     OSWorldEnvironment,
     ScreenshotUnavailable,
-    UnsupportedActionError,
-    domain_summary,
-    to_computer_13,
     warn_without_kvm,
 )
+from benchmarks.osworld_actions import UnsupportedActionError, to_computer_13
+from benchmarks.osworld_report import domain_summary
 from tests.conftest_osworld import fake_desktop_env, osworld_task  # noqa: F401
 
 OSWORLD_KEYBOARD_KEYS = [

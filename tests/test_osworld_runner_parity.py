@@ -32,11 +32,10 @@ from typer.testing import CliRunner
 from agent.cli.main import app
 from benchmarks.osworld import (
     DEFAULT_TEST_FILE,
-    MultipleRuns,
     OSWorldUnavailable,
     check_aws_settings,
-    domain_summary,
 )
+from benchmarks.osworld_report import MultipleRuns, domain_summary
 from tests.conftest_real_osworld import loopback_vm, real_desktop_env  # noqa: F401
 
 

@@ -202,7 +202,7 @@ CASES: list[Case] = [
 
 # What OSWorld's Qwen3VLAgent.parse_response writes for a response (the pyautogui code list
 # lib_run_single.py hands DesktopEnv.step, [] when it has no branch for the action), against
-# what our `--protocol official` sends (benchmarks.osworld.encode_qwen3vl_official) for the
+# what our `--protocol official` sends (benchmarks.osworld_actions.encode_qwen3vl_official) for the
 # actions we parse from it. The cases where our `fast` protocol differs on purpose.
 OSWORLD_EXECUTION = [
     ("terminate failure -> DONE", tc({"action": "terminate", "status": "failure"}), None,
@@ -248,7 +248,7 @@ def test_reference_response_parses_to_what_the_harness_executes(case: Case) -> N
 def test_osworld_official_sends_what_the_qwen3vl_runner_sends(
         name: str, text: str, pointer: tuple[int, int] | None,
         reference_code: list[str]) -> None:
-    from benchmarks.osworld import encode_qwen3vl_official
+    from benchmarks.osworld_actions import encode_qwen3vl_official
 
     parsed = parse_tool_calls(text, "qwen3_999", DESK_999, pointer=pointer)
     assert parsed.errors == [], parsed.errors
@@ -261,7 +261,7 @@ def test_osworld_official_sends_what_the_qwen3vl_runner_sends(
                                                    (500, "pyautogui.scroll(100)")])
 def test_osworld_fast_keeps_whole_notches_capped_at_100(pixels: float, fast_code: str) -> None:
     """Ours under --protocol fast: the same call scrolls whole notches, at most 100."""
-    from benchmarks.osworld import encode
+    from benchmarks.osworld_actions import encode
 
     parsed = parse_tool_calls(tc({"action": "scroll", "pixels": pixels}), "qwen3_999", DESK_999)
     assert [encode(action, "pyautogui") for action in parsed.actions] == [[fast_code]]

@@ -34,19 +34,16 @@ from agent.cli.options import (
 from agent.config import EngineConfig, Limits, OutputConfig, PolicyOptions, RunConfig
 from agent.runner import RunAborted, print_summary, run_suite
 from benchmarks.osworld import (
-    ACTION_SPACES,
     DEFAULT_REGION,
     DEFAULT_TEST_FILE,
     PROTOCOLS,
     VM_PROVIDERS,
-    MultipleRuns,
     OSWorldSuite,
     OSWorldUnavailable,
     check_available,
-    domain_summary,
-    run_protocol,
-    run_rows,
 )
+from benchmarks.osworld_actions import ACTION_SPACES
+from benchmarks.osworld_report import MultipleRuns, domain_summary, run_protocol, run_rows
 from trajectories.store import NotARunDirectory, RunConfigMismatch
 
 osworld_app = typer.Typer(help="Run official OSWorld tasks; per-domain result tables.",
