@@ -189,6 +189,16 @@ class TinyQwen3VLSpec(BaseModel):
     vision_heads: int = 2
     vision_intermediate_size: int = 64
     vision_position_grid: int = Field(16, description="Learned position grid side (squared).")
+    vision_patch_bias_std: float | None = Field(None, ge=0, description=(
+        "Initialise the patch projection's bias from N(0, std) instead of zeros. With a "
+        "zero bias the LayerNorm that follows is blind to brightness: a uniformly white and "
+        "a uniformly grey patch project to parallel vectors and normalise to the same "
+        "feature, so a model trained from scratch cannot see a light-grey button on a white "
+        "page (benchmarks/perf/learning.py, docs/training.md)."))
+    vision_position_std: float | None = Field(None, ge=0, description=(
+        "Initialise the vision tower's learned position embeddings from N(0, std) "
+        "(transformers' default is the initializer range, 0.02, which the patch features "
+        "drown out: where a patch lies is then nearly invisible to the language model)."))
     min_pixels: int = 32 * 32 * 4
     max_pixels: int = 32 * 32 * 80
     seed: int = 0
@@ -385,6 +395,12 @@ def build_model(spec: TinyQwen3VLSpec, tokenizer):
         model_class = Qwen3VLForConditionalGeneration
     torch.manual_seed(spec.seed)
     model = model_class(config)
+    visual = getattr(getattr(model, "model", model), "visual", None)
+    with torch.no_grad():
+        if spec.vision_patch_bias_std is not None and visual is not None:
+            visual.patch_embed.proj.bias.normal_(0.0, spec.vision_patch_bias_std)
+        if spec.vision_position_std is not None and getattr(visual, "pos_embed", None) is not None:
+            visual.pos_embed.weight.normal_(0.0, spec.vision_position_std)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["<|endoftext|>"],
         pad_token_id=ids["<|endoftext|>"],

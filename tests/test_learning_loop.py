@@ -94,6 +94,11 @@ def test_config_file_errors_are_clear(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError):
         LearningConfig(train_seeds=0)
+    with pytest.raises(ValueError, match="set by sft_stages"):
+        LearningConfig(sft={"epochs": 2})
+    with pytest.raises(ValueError, match="generated_pages is 0"):
+        LearningConfig(generated_pages=0)  # the default curriculum draws generated pages
+    LearningConfig(generated_pages=0, sft_stages=[{"steps": 5, "demo_fraction": 1.0}])
 
 
 @pytest.mark.slow
@@ -104,8 +109,11 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
 
     from agent.cli.main import app
 
-    config = {"tasks": ["click-test"], "train_seeds": 3, "eval_seeds": 2,
-              "sft": {"epochs": 1, "learning_rate": 1e-3, "batch_size": 3, "logging_steps": 1},
+    config = {"tasks": ["click-test"], "train_seeds": 3, "eval_seeds": 2, "threads": 1,
+              "generated_pages": 4,
+              "sft": {"learning_rate": 1e-3, "batch_size": 3, "logging_steps": 1},
+              "sft_stages": [{"steps": 1, "max_difficulty": 1.0},
+                             {"steps": 1, "max_difficulty": 1.0, "demo_fraction": 0.5}],
               "grpo_steps": 1, "grpo": {"group": 2, "prompts_per_step": 1,
                                         "max_completion_length": 48, "max_tool_calls": 2},
               "rows": ["fixed-point", "sft", "sft-swapped", "grpo"]}
@@ -124,7 +132,13 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
     assert seeds == {0, 1, 2} and held == {100_000, 100_001}
     fixed = summary["rows"][0]
     assert fixed["clicks"] == 2 and fixed["corr_x"] is None  # one point: no correlation
-    assert summary["sft"]["steps"] == 1
+    assert summary["sft"]["steps"] == 2 and len(summary["sft_stages"]) == 2
+    pages = (out / "generated" / "screens.jsonl").read_text().splitlines()
+    assert len(pages) == 4  # the curriculum's generated pages
+    # stage 2 drew half its 3 samples from the MiniWoB demos, stage 1 none
+    stage1 = (out / "sft-stage-1" / "data.jsonl").read_text()
+    stage2 = (out / "sft-stage-2" / "data.jsonl").read_text()
+    assert "click-test-" not in stage1 and "click-test-" in stage2
     grpo = json.loads((out / "grpo-model" / "grpo.json").read_text())
     assert len(grpo["steps"]) == 1
     step = grpo["steps"][0]

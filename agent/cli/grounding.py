@@ -127,6 +127,9 @@ def generate_grounding_command(
                                       "format: annotations/, images/).")],
     pages: Annotated[int, typer.Option(
         "--pages", min=0, help="Synthetic web pages to render (~40 samples each).")] = 13,
+    simple_pages: Annotated[int, typer.Option(
+        "--simple-pages", min=0, help="Single-target 160x210 pages to render (one sample "
+        "each, seeded difficulty; the learning curriculum's pages).")] = 0,
     miniwob_task: Annotated[list[str] | None, typer.Option(
         "--miniwob-task", help="Also read the screens of this MiniWoB++ task (repeatable).")
     ] = None,
@@ -163,6 +166,10 @@ def generate_grounding_command(
             shutil.rmtree(out / name, ignore_errors=True)
     screens = generate_web(pages, seed=seed, viewport=Size(width=width, height=height),
                            device_scale_factor=scale) if pages else []
+    if simple_pages:
+        from benchmarks.grounding.simple_pages import generate_simple
+
+        screens += generate_simple(simple_pages, seed=seed, device_scale_factor=scale)
     if miniwob_task:
         screens += generate_miniwob(list(miniwob_task), range(seed, seed + miniwob_seeds))
     if android_task:

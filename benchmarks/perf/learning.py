@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 from rich.table import Table
 
@@ -69,16 +69,32 @@ def compact_chat_template() -> str:
     return QWEN3_VL_CHAT_TEMPLATE.replace("{%- if tools %}", "{%- if false %}", 1)
 
 
+class SFTStage(BaseModel):
+    """One stage of the SFT curriculum: `steps` optimiser steps on samples drawn (seeded,
+    with replacement) from the generated single-target pages of difficulty at most
+    `max_difficulty` and, for `demo_fraction` of them, from the MiniWoB demos."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(ge=1)
+    max_difficulty: float = Field(1.0, ge=0, le=1)
+    demo_fraction: float = Field(0.0, ge=0, le=1)
+
+
 class LearningConfig(BaseModel):
     """One run of the loop (the `cua evolve --config` file holds one of these as JSON).
 
     tasks: MiniWoB tasks whose target moves. train_seeds / eval_seeds: screens per task
     for training and held-out evaluation (seeds TRAIN_SEED.. and EVAL_SEED..; disjoint,
-    checked). model: the small Qwen3-VL's shape (`TinyQwen3VLSpec` fields).
-    min_pixels / max_pixels: the image budget (upscaling the 160x210 screen gives more
-    visual tokens per target). sft: `TrainSFTOptions` fields. grpo_steps: 0 = no RL;
-    grpo: overrides of run_grpo's settings (tasks, group, prompts_per_step, learning_rate,
-    beta, temperature, max_completion_length, max_tool_calls). rows: the table's rows.
+    checked). generated_pages: single-target pages rendered for the curriculum
+    (`benchmarks.grounding.simple_pages`, seeds 0..; 0 = none). model: the small
+    Qwen3-VL's shape (`TinyQwen3VLSpec` fields). min_pixels / max_pixels: the image budget
+    (upscaling the 160x210 screen gives more visual tokens per target). sft:
+    `TrainSFTOptions` fields shared by the stages (epochs is set per stage: one pass over
+    steps x batch_size drawn samples). sft_stages: the curriculum, in order, each stage
+    starting from the previous one's checkpoint. grpo_steps: 0 = no RL; grpo: overrides
+    of run_grpo's settings (tasks, group, prompts_per_step, learning_rate, beta,
+    temperature, max_completion_length, max_tool_calls). rows: the table's rows.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -86,22 +102,40 @@ class LearningConfig(BaseModel):
     tasks: tuple[str, ...] = TASKS
     train_seeds: int = Field(600, ge=1)
     eval_seeds: int = Field(25, ge=2)
+    generated_pages: int = Field(4000, ge=0)
     model: dict[str, Any] = Field(default_factory=lambda: {
         "text_hidden_size": 64, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2,
         "text_head_dim": 16, "text_intermediate_size": 192, "vision_hidden_size": 32,
-        "vision_layers": 1, "vision_heads": 2, "vision_intermediate_size": 64})
+        "vision_layers": 1, "vision_heads": 2, "vision_intermediate_size": 64,
+        "vision_patch_bias_std": 1.0, "vision_position_std": 1.0})
     min_pixels: int = 30_000
     max_pixels: int = 40_000
     sft: dict[str, Any] = Field(default_factory=lambda: {
-        "epochs": 2.0, "learning_rate": 3e-3, "batch_size": 16, "lr_scheduler": "cosine",
-        "warmup_ratio": 0.03, "logging_steps": 25})
+        "learning_rate": 5e-4, "batch_size": 16, "lr_scheduler": "constant_with_warmup",
+        "warmup_ratio": 0.03, "logging_steps": 50})
+    sft_stages: tuple[SFTStage, ...] = (
+        SFTStage(steps=375, max_difficulty=0.3), SFTStage(steps=375, max_difficulty=0.6),
+        SFTStage(steps=750, max_difficulty=0.85, demo_fraction=0.5),
+        SFTStage(steps=1500, max_difficulty=1.0, demo_fraction=0.5))
     grpo_steps: int = Field(25, ge=0)
     grpo: dict[str, Any] = Field(default_factory=lambda: {
         "group": 4, "prompts_per_step": 4, "max_completion_length": 160, "max_tool_calls": 3})
     rows: tuple[str, ...] = ("random", "fixed-point", "untrained", "sft", "sft-swapped",
                              "sft-blank", "grpo", "grpo-swapped")
-    threads: int = Field(1, ge=1)
+    threads: int = Field(2, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _stages_have_data(self) -> LearningConfig:
+        if not self.sft_stages:
+            raise ValueError("sft_stages: at least one stage")
+        for stage in self.sft_stages:
+            if stage.demo_fraction < 1 and not self.generated_pages:
+                raise ValueError("an SFT stage draws generated pages (demo_fraction < 1) but "
+                                 "generated_pages is 0")
+        if "epochs" in self.sft or "max_samples" in self.sft:
+            raise ValueError("sft: epochs and max_samples are set by sft_stages")
+        return self
 
 
 # ------------------------------------------------------------------------ data
@@ -158,14 +192,15 @@ def click_answer(x: int, y: int, screen: tuple[int, int]) -> str:
     return render_response("", [Click(x=x, y=y)], "qwen3", size, size, platform="web")
 
 
-def write_sft_export(screens: list[dict[str, Any]], source: Path, out: Path) -> int:
-    """The demos as a `cua export sft --format qwen` folder (images linked by path)."""
+def write_sft_export(screens: list[dict[str, Any]], out: Path) -> int:
+    """Screens (each with `folder`, the directory of its `image`) as a `cua export sft
+    --format qwen` folder; an image used by several samples is written once."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     with (out / "data.jsonl").open("w") as sink:
         for row in screens:
             image = out / "images" / row["image"]
             if not image.exists():
-                image.write_bytes((source / row["image"]).read_bytes())
+                image.write_bytes((Path(row["folder"]) / row["image"]).read_bytes())
             messages = compact_messages(row["instruction"])
             messages[0]["content"][1] = {"type": "image", "image": f"images/{row['image']}"}
             messages.append({"role": "assistant",
@@ -175,6 +210,54 @@ def write_sft_export(screens: list[dict[str, Any]], source: Path, out: Path) -> 
         {"kind": "sft", "format": "qwen", "data_file": "data.jsonl", "samples": len(screens),
          "prompt": "compact (benchmarks.perf.learning)"}, indent=2))
     return len(screens)
+
+
+def generate_pages(count: int, out: Path, progress: Callable[[], None] | None = None
+                   ) -> list[dict[str, Any]]:
+    """The curriculum's single-target pages (`benchmarks.grounding.simple_pages`, seeds
+    0..count-1), as screen rows with their difficulty; resumable."""
+    from benchmarks.grounding.simple_pages import generate_simple
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = out / "screens.jsonl"
+    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
+    start = len(rows)
+    chunk = 250
+    with meta.open("a") as sink:
+        for first in range(start, count, chunk):
+            for screen in generate_simple(min(chunk, count - first), seed=first,
+                                          progress=progress):
+                record = screen.records[0]
+                x1, y1, x2, y2 = record["bbox"]
+                (out / record["img_filename"]).write_bytes(screen.png)
+                row = {"task": "simple-" + ("text" if "textbox" in record["instruction"]
+                                            else "button"),
+                       "seed": int(screen.name.rsplit("-", 1)[1]),
+                       "instruction": record["instruction"], "x": round((x1 + x2) / 2),
+                       "y": round((y1 + y2) / 2), "box": [x1, y1, x2, y2],
+                       "image": record["img_filename"], "screen": record["img_size"],
+                       "difficulty": float(record["group"][1:])}
+                sink.write(json.dumps(row) + "\n")
+                rows.append(row)
+            sink.flush()
+    return rows[:count]
+
+
+def stage_samples(stage: SFTStage, index: int, demos: list[dict[str, Any]],
+                  pages: list[dict[str, Any]], batch_size: int, seed: int
+                  ) -> list[dict[str, Any]]:
+    """steps x batch_size samples for one curriculum stage (seeded, with replacement)."""
+    rng = random.Random(f"{seed}-stage-{index}")
+    total = stage.steps * batch_size
+    n_demos = round(total * stage.demo_fraction) if demos else 0
+    pool = [p for p in pages if p["difficulty"] <= stage.max_difficulty]
+    if n_demos < total and not pool:
+        raise ValueError(f"SFT stage {index}: no generated page has difficulty <= "
+                         f"{stage.max_difficulty}")
+    samples = rng.choices(demos, k=n_demos) + (rng.choices(pool, k=total - n_demos)
+                                               if total > n_demos else [])
+    rng.shuffle(samples)
+    return samples
 
 
 def keep_demos(screens: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -456,34 +539,58 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
         heldout = collect_screens(config.tasks, EVAL_SEED, config.eval_seeds, work / "heldout",
                                   lambda: progress.advance(bar))
         progress.update(bar, completed=n)
+        timed("collect", started)
+        started = time.monotonic()
+        bar = progress.add_task("generate single-target pages", total=config.generated_pages)
+        pages = generate_pages(config.generated_pages, work / "generated",
+                               lambda: progress.advance(bar)) if config.generated_pages else []
+        progress.update(bar, completed=config.generated_pages)
+        timed("generate", started)
     assert not {r["seed"] for r in train} & {r["seed"] for r in heldout}
-    timed("collect", started)
     truth = {(r["task"], r["seed"]): (r["x"], r["y"]) for r in heldout}
     held_png = {(r["task"], r["seed"]): (work / "heldout" / r["image"]).read_bytes()
                 for r in heldout}
 
     started = time.monotonic()
-    if not (work / "sft" / "export.json").exists():
-        write_sft_export(keep_demos(train), work / "demos", work / "sft")
     untrained = work / "model-untrained"
     if not (untrained / "config.json").exists():
         build_tiny_qwen3vl(untrained, TinyQwen3VLSpec(
             **config.model, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
             seed=config.seed))
-    timed("export + build", started)
+    timed("build", started)
 
+    # the SFT curriculum: stage i trains from stage i-1's checkpoint; the last is sft-model
     sft_model = work / "sft-model"
     needs_sft = any(row.startswith(("sft", "grpo")) for row in config.rows)
-    if needs_sft and not (sft_model / "train_sft.json").exists():
-        started = time.monotonic()
-        console.rule("SFT (TRL SFTTrainer)")
-        train_sft(TrainSFTOptions(data_dir=work / "sft", model=str(untrained), out=sft_model,
-                                  device="cpu", min_pixels=config.min_pixels,
-                                  max_pixels=config.max_pixels, seed=config.seed,
-                                  **config.sft))
-        timed("sft", started)
-    sft_log = (json.loads((sft_model / "train_sft.json").read_text())
-               if (sft_model / "train_sft.json").exists() else None)
+    demos = [{**r, "folder": str(work / "demos")} for r in keep_demos(train)]
+    generated = [{**r, "folder": str(work / "generated")} for r in pages]
+    previous = untrained
+    stage_logs: list[dict[str, Any]] = []
+    for index, stage in enumerate(config.sft_stages if needs_sft else ()):
+        last = index == len(config.sft_stages) - 1
+        model_dir = sft_model if last else work / f"sft-stage-{index + 1}-model"
+        if not (model_dir / "train_sft.json").exists():
+            started = time.monotonic()
+            data = work / f"sft-stage-{index + 1}"
+            if not (data / "export.json").exists():
+                write_sft_export(stage_samples(stage, index, demos, generated,
+                                               config.sft.get("batch_size", 16), config.seed),
+                                 data)
+            console.rule(f"SFT stage {index + 1}/{len(config.sft_stages)} (TRL SFTTrainer): "
+                         f"{stage.steps} steps, generated pages of difficulty <= "
+                         f"{stage.max_difficulty}, {stage.demo_fraction:.0%} MiniWoB demos")
+            train_sft(TrainSFTOptions(data_dir=data, model=str(previous), out=model_dir,
+                                      device="cpu", min_pixels=config.min_pixels,
+                                      max_pixels=config.max_pixels, seed=config.seed + index,
+                                      epochs=1.0, **config.sft))
+            timed("sft", started)
+        stage_logs.append(json.loads((model_dir / "train_sft.json").read_text())["result"])
+        previous = model_dir
+    sft_log = ({"result": {"steps": sum(r["steps"] for r in stage_logs),
+                           "first_loss": stage_logs[0]["first_loss"],
+                           "final_loss": stage_logs[-1]["final_loss"],
+                           "train_s": sum(r["train_s"] for r in stage_logs)},
+                "stages": stage_logs} if stage_logs else None)
 
     def swapped(task_id: str, seed: int, _png: bytes) -> bytes:
         # another held-out seed's screen of the same task (the next seed, cyclically)
@@ -546,7 +653,8 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     console.print("stage wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
     (work / "summary.json").write_text(json.dumps(
         {"config": config.model_dump(mode="json"), "rows": [r.model_dump() for r in rows],
-         "stages_s": stages, "sft": sft_log["result"] if sft_log else None}, indent=2))
+         "stages_s": stages, "sft": sft_log["result"] if sft_log else None,
+         "sft_stages": sft_log["stages"] if sft_log else None}, indent=2))
     return rows
 
 
@@ -573,6 +681,7 @@ class GRPOStepLog(BaseModel):
     group_reward_means: list[float]
     group_reward_stds: list[float]
     tool_calls_per_rollout: float
+    tool_calls_by_task: dict[str, float] = {}
     kl: float | None
     wall_s: float
 
@@ -603,6 +712,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     suite = MiniWoBSuite()
     environments: list[ComputerUseEnvironment] = []
     tool_calls: list[int] = []
+    tool_calls_task: list[tuple[str, int]] = []
 
     rewards: list[float] = []
 
@@ -612,6 +722,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         TRL adds get_reward as a reward source, and this one also records it per rollout."""
 
         def reset(self, **row: Any) -> list[dict[str, Any]]:
+            self.task_id = str(row.get("task_id"))
             content = super().reset(**row)
             image = next((c for c in content if c.get("type") == "image"), None)
             if image is None or self.episode is None:
@@ -621,6 +732,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         def get_reward(self) -> float:
             reward = super().get_reward()
             tool_calls.append(self.steps)
+            tool_calls_task.append((self.task_id, self.steps))
             rewards.append(reward)
             return reward
 
@@ -662,14 +774,19 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
                 return
             groups = [rewards[i:i + settings["group"]]
                       for i in range(0, len(rewards), settings["group"])]
+            by_task: dict[str, list[int]] = {}
+            for task, count in tool_calls_task:
+                by_task.setdefault(task, []).append(count)
             step_logs.append(GRPOStepLog(
                 step=state.global_step,
+                tool_calls_by_task={t: sum(v) / len(v) for t, v in sorted(by_task.items())},
                 group_reward_means=[sum(g) / len(g) for g in groups],
                 group_reward_stds=[float(torch.tensor(g).std()) if len(g) > 1 else 0.0
                                    for g in groups],
                 tool_calls_per_rollout=(sum(tool_calls) / len(tool_calls)) if tool_calls else 0.0,
                 kl=history.get("kl"), wall_s=time.monotonic() - step_started[0]))
             tool_calls.clear()
+            tool_calls_task.clear()
             rewards.clear()
             step_started[0] = time.monotonic()
             console.print(step_logs[-1].model_dump())
