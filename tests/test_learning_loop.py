@@ -24,8 +24,11 @@ from benchmarks.perf.learning import (
     click_answer,
     compact_chat_template,
     compact_messages,
+    SFTStage,
     keep_demos,
     pearson,
+    sample_messages,
+    stage_samples,
     wilson,
     within_task_correlation,
 )
@@ -63,6 +66,35 @@ def test_fixed_point_and_filter():
     x, y = best_fixed_points(screens[:3])["t"]
     assert 10 <= x < 14 and 10 <= y < 14  # inside the two overlapping boxes
     assert keep_demos(screens) == screens[:2]  # no box / click outside its box: dropped
+
+
+def test_stage_samples_follow_the_curriculum():
+    demos = [{"task": "click-test", "seed": i} for i in range(5)]
+    pages = [{"task": "simple-button", "seed": i, "difficulty": i / 10} for i in range(10)]
+    stage = SFTStage(steps=50, max_difficulty=0.35, demo_fraction=0.25)
+    drawn = stage_samples(stage, 2, demos, pages, batch_size=4, seed=0)
+    assert len(drawn) == 200  # steps x batch
+    assert sum(d["task"] == "click-test" for d in drawn) == 50
+    assert max(d["difficulty"] for d in drawn if "difficulty" in d) <= 0.35
+    assert drawn == stage_samples(stage, 2, demos, pages, batch_size=4, seed=0)  # seeded
+    with pytest.raises(ValueError, match="no generated page"):
+        stage_samples(SFTStage(steps=1, max_difficulty=0.0), 0, demos, pages[1:], 4, 0)
+
+
+def test_an_episode_is_one_multi_turn_sample():
+    """A multi-step oracle episode becomes the conversation a GRPO rollout is: the first
+    screenshot in the user turn, each later one as the tool's result."""
+    row = {"instruction": 'Enter "Ann" into the text field and press Submit.',
+           "screen": [160, 210], "steps": [
+               {"image": "e-0.png", "action": {"type": "click", "x": 80, "y": 105}},
+               {"image": "e-1.png", "action": {"type": "type", "text": "Ann"}},
+               {"image": "e-2.png", "action": {"type": "click", "x": 16, "y": 21}}]}
+    messages = sample_messages(row)
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "tool",
+                                             "assistant"]
+    assert messages[2]["content"] == [{"type": "image", "image": "images/e-1.png"}]
+    assert '"action": "type", "text": "Ann"' in messages[3]["content"]
+    assert '"coordinate": [100, 100]' in messages[5]["content"]  # 0-1000 grid
 
 
 def test_compact_prompt_renders_no_tools(tiny_model_dir):  # noqa: F811
@@ -110,7 +142,7 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
     from agent.cli.main import app
 
     config = {"tasks": ["click-test"], "train_seeds": 3, "eval_seeds": 2, "threads": 1,
-              "generated_pages": 4,
+              "generated_pages": 4, "multi_step_seeds": 1,
               "sft": {"learning_rate": 1e-3, "batch_size": 3, "logging_steps": 1},
               "sft_stages": [{"steps": 1, "max_difficulty": 1.0},
                              {"steps": 1, "max_difficulty": 1.0, "demo_fraction": 0.5}],

@@ -86,7 +86,10 @@ class LearningConfig(BaseModel):
 
     tasks: MiniWoB tasks whose target moves. train_seeds / eval_seeds: screens per task
     for training and held-out evaluation (seeds TRAIN_SEED.. and EVAL_SEED..; disjoint,
-    checked). generated_pages: single-target pages rendered for the curriculum
+    checked). multi_step_tasks / multi_step_seeds: whole oracle episodes (every screen and
+    action, as one multi-turn sample with the screenshots as tool results, the form GRPO's
+    rollouts take) on training seeds, drawn with the demos in the SFT stages and run in
+    GRPO, so that the RL is multi-turn. generated_pages: single-target pages rendered for the curriculum
     (`benchmarks.grounding.simple_pages`, seeds 0..; 0 = none). model: the small
     Qwen3-VL's shape (`TinyQwen3VLSpec` fields). min_pixels / max_pixels: the image budget
     (upscaling the 160x210 screen gives more visual tokens per target). sft:
@@ -103,6 +106,8 @@ class LearningConfig(BaseModel):
     train_seeds: int = Field(600, ge=1)
     eval_seeds: int = Field(25, ge=2)
     generated_pages: int = Field(4000, ge=0)
+    multi_step_tasks: tuple[str, ...] = ("enter-text",)
+    multi_step_seeds: int = Field(300, ge=0)
     model: dict[str, Any] = Field(default_factory=lambda: {
         "text_hidden_size": 64, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2,
         "text_head_dim": 16, "text_intermediate_size": 192, "vision_hidden_size": 32,
@@ -177,6 +182,47 @@ def collect_screens(tasks: tuple[str, ...], first_seed: int, count: int, out: Pa
     return [r for r in rows if (r["task"], r["seed"]) in wanted]
 
 
+def collect_episodes(tasks: tuple[str, ...], first_seed: int, count: int, out: Path,
+                     progress: Callable[[], None] | None = None,
+                     max_steps: int = 6) -> list[dict[str, Any]]:
+    """Whole oracle episodes (each screen and the oracle's action on it) of multi-step
+    tasks on seeds first_seed..; kept when the page scored them a success; resumable."""
+    from benchmarks.miniwob.environment import MiniWoBEnvironment
+    from benchmarks.miniwob.oracle import SOLVERS, PageReader
+    from benchmarks.miniwob.suite import MiniWoBSuite
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = out / "episodes.jsonl"
+    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
+    have = {(r["task"], r["seed"]) for r in rows}
+    todo = [(t, s) for t in tasks for s in range(first_seed, first_seed + count)
+            if (t, s) not in have]
+    if todo:
+        suite = MiniWoBSuite()
+        with MiniWoBEnvironment(suite.web_config) as env, meta.open("a") as sink:
+            for task_id, seed in todo:
+                observation = env.reset(suite.make_task(task_id, seed))
+                row = {"task": task_id, "seed": seed, "instruction": observation.instruction,
+                       "screen": [observation.screen_size.width,
+                                  observation.screen_size.height], "steps": []}
+                for index in range(max_steps):
+                    action = SOLVERS[task_id](PageReader(env)).actions[0]
+                    name = f"{task_id}-{seed}-{index}.png"
+                    (out / name).write_bytes(observation.screenshot_png)
+                    row["steps"].append({"image": name, "action": action.model_dump(mode="json")})
+                    observation = env.step(action)
+                    if observation.done:
+                        break
+                row["success"] = env.evaluate() > 0
+                sink.write(json.dumps(row) + "\n")
+                sink.flush()
+                rows.append(row)
+                if progress:
+                    progress()
+    wanted = {(t, s) for t in tasks for s in range(first_seed, first_seed + count)}
+    return [r for r in rows if (r["task"], r["seed"]) in wanted and r["success"]]
+
+
 def compact_messages(instruction: str) -> list[dict[str, Any]]:
     """The compact prompt (see the module docstring): one user turn."""
     return [{"role": "user", "content": [
@@ -192,20 +238,50 @@ def click_answer(x: int, y: int, screen: tuple[int, int]) -> str:
     return render_response("", [Click(x=x, y=y)], "qwen3", size, size, platform="web")
 
 
+def action_answer(action: dict[str, Any], screen: tuple[int, int]) -> str:
+    """The assistant's tool call for one recorded action (`action_to_dict` form)."""
+    from actions.models import ActionAdapter
+    from actions.observation import Size
+    from actions.parsing import render_response
+
+    size = Size(width=screen[0], height=screen[1])
+    return render_response("", [ActionAdapter.validate_python(action)], "qwen3", size, size, platform="web")
+
+
+def sample_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """One SFT sample: a screen row is one user turn and the click; an episode row (with
+    `steps`) is the multi-turn conversation GRPO's rollouts have: each later screenshot
+    comes back as the tool's result."""
+    messages = compact_messages(row["instruction"])
+    screen = tuple(row["screen"])
+    if "steps" not in row:
+        messages[0]["content"][1] = {"type": "image", "image": f"images/{row['image']}"}
+        messages.append({"role": "assistant",
+                         "content": click_answer(row["x"], row["y"], screen)})
+        return messages
+    for index, step in enumerate(row["steps"]):
+        image = {"type": "image", "image": f"images/{step['image']}"}
+        if index == 0:
+            messages[0]["content"][1] = image
+        else:
+            messages.append({"role": "tool", "content": [image]})
+        messages.append({"role": "assistant", "content": action_answer(step["action"], screen)})
+    return messages
+
+
 def write_sft_export(screens: list[dict[str, Any]], out: Path) -> int:
-    """Screens (each with `folder`, the directory of its `image`) as a `cua export sft
-    --format qwen` folder; an image used by several samples is written once."""
+    """Screen and episode rows (each with `folder`, the directory of its images) as a
+    `cua export sft --format qwen` folder; an image used by several samples is written
+    once."""
     (out / "images").mkdir(parents=True, exist_ok=True)
     with (out / "data.jsonl").open("w") as sink:
         for row in screens:
-            image = out / "images" / row["image"]
-            if not image.exists():
-                image.write_bytes((Path(row["folder"]) / row["image"]).read_bytes())
-            messages = compact_messages(row["instruction"])
-            messages[0]["content"][1] = {"type": "image", "image": f"images/{row['image']}"}
-            messages.append({"role": "assistant",
-                             "content": click_answer(row["x"], row["y"], tuple(row["screen"]))})
-            sink.write(json.dumps({"messages": messages}) + "\n")
+            names = [step["image"] for step in row["steps"]] if "steps" in row else [row["image"]]
+            for name in names:
+                image = out / "images" / name
+                if not image.exists():
+                    image.write_bytes((Path(row["folder"]) / name).read_bytes())
+            sink.write(json.dumps({"messages": sample_messages(row)}) + "\n")
     (out / "export.json").write_text(json.dumps(
         {"kind": "sft", "format": "qwen", "data_file": "data.jsonl", "samples": len(screens),
          "prompt": "compact (benchmarks.perf.learning)"}, indent=2))
@@ -539,6 +615,12 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
         heldout = collect_screens(config.tasks, EVAL_SEED, config.eval_seeds, work / "heldout",
                                   lambda: progress.advance(bar))
         progress.update(bar, completed=n)
+        bar = progress.add_task("collect multi-step oracle episodes",
+                                total=len(config.multi_step_tasks) * config.multi_step_seeds)
+        episodes = collect_episodes(config.multi_step_tasks, TRAIN_SEED,
+                                    config.multi_step_seeds, work / "episodes",
+                                    lambda: progress.advance(bar))
+        progress.update(bar, completed=len(config.multi_step_tasks) * config.multi_step_seeds)
         timed("collect", started)
         started = time.monotonic()
         bar = progress.add_task("generate single-target pages", total=config.generated_pages)
@@ -562,11 +644,15 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     # the SFT curriculum: stage i trains from stage i-1's checkpoint; the last is sft-model
     sft_model = work / "sft-model"
     needs_sft = any(row.startswith(("sft", "grpo")) for row in config.rows)
-    demos = [{**r, "folder": str(work / "demos")} for r in keep_demos(train)]
+    demos = ([{**r, "folder": str(work / "demos")} for r in keep_demos(train)]
+             + [{**r, "folder": str(work / "episodes")} for r in episodes])
     generated = [{**r, "folder": str(work / "generated")} for r in pages]
     previous = untrained
     stage_logs: list[dict[str, Any]] = []
-    for index, stage in enumerate(config.sft_stages if needs_sft else ()):
+    curriculum_log = sft_model / "curriculum.json"
+    if needs_sft and curriculum_log.exists():  # every stage done (their logs kept there)
+        stage_logs = json.loads(curriculum_log.read_text())
+    for index, stage in enumerate(config.sft_stages if needs_sft and not stage_logs else ()):
         last = index == len(config.sft_stages) - 1
         model_dir = sft_model if last else work / f"sft-stage-{index + 1}-model"
         if not (model_dir / "train_sft.json").exists():
@@ -586,6 +672,8 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
             timed("sft", started)
         stage_logs.append(json.loads((model_dir / "train_sft.json").read_text())["result"])
         previous = model_dir
+        if last:
+            curriculum_log.write_text(json.dumps(stage_logs, indent=2))
     sft_log = ({"result": {"steps": sum(r["steps"] for r in stage_logs),
                            "first_loss": stage_logs[0]["first_loss"],
                            "final_loss": stage_logs[-1]["final_loss"],
@@ -708,7 +796,13 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     # rollouts are multi-turn; the click tasks end after one action, as in evaluation
     settings = {"tasks": [*config.tasks, "enter-text"], "group": 4, "prompts_per_step": 2,
                 "learning_rate": 2e-4, "beta": 0.04, "temperature": 1.0,
-                "max_completion_length": 160, "max_tool_calls": 4, **config.grpo}
+                "max_completion_length": 160, "max_tool_calls": 4, "num_iterations": 1,
+                **config.grpo}
+    unknown = set(settings) - {"tasks", "group", "prompts_per_step", "learning_rate", "beta",
+                               "temperature", "max_completion_length", "max_tool_calls",
+                               "num_iterations"}
+    if unknown:
+        raise ValueError(f"grpo: unknown settings {sorted(unknown)}")
     suite = MiniWoBSuite()
     environments: list[ComputerUseEnvironment] = []
     tool_calls: list[int] = []
@@ -763,15 +857,15 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         learning_rate=settings["learning_rate"], beta=settings["beta"],
         temperature=settings["temperature"], use_cpu=True, report_to=[], logging_steps=1,
         save_strategy="no", bf16=False, max_tool_calling_iterations=settings["max_tool_calls"],
-        seed=config.seed, shuffle_dataset=False)
+        seed=config.seed, shuffle_dataset=False, num_iterations=settings["num_iterations"])
     step_logs: list[GRPOStepLog] = []
     step_started = [time.monotonic()]
 
     class StepLog(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_kwargs):
             history = logs or {}
-            if "loss" not in history:
-                return
+            if "loss" not in history or not rewards:
+                return  # not a step's log, or a further update on the same rollouts
             groups = [rewards[i:i + settings["group"]]
                       for i in range(0, len(rewards), settings["group"])]
             by_task: dict[str, list[int]] = {}
