@@ -20,11 +20,11 @@ from actions.observation import Size
 from actions.parsing import parse_tool_calls
 from benchmarks.perf.learning import (
     LearningConfig,
+    SFTStage,
     best_fixed_points,
     click_answer,
     compact_chat_template,
     compact_messages,
-    SFTStage,
     keep_demos,
     pearson,
     sample_messages,
@@ -146,7 +146,7 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
               "sft": {"learning_rate": 1e-3, "batch_size": 3, "logging_steps": 1},
               "sft_stages": [{"steps": 1, "max_difficulty": 1.0},
                              {"steps": 1, "max_difficulty": 1.0, "demo_fraction": 0.5}],
-              "grpo_steps": 1, "grpo": {"group": 2, "prompts_per_step": 1,
+              "grpo_steps": 1, "grpo": {"tasks": ["click-test"], "group": 2, "prompts_per_step": 1,
                                         "max_completion_length": 48, "max_tool_calls": 2},
               "rows": ["fixed-point", "sft", "sft-swapped", "grpo"]}
     path = tmp_path / "loop.json"
@@ -176,6 +176,7 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
     step = grpo["steps"][0]
     assert len(step["group_reward_means"]) == 1 and step["wall_s"] > 0
     assert step["kl"] is not None and step["tool_calls_per_rollout"] >= 0
+    assert set(step["reward_by_task"]) == set(step["tool_calls_by_task"]) == {"click-test"}
     # resuming: every stage is found done, the table is printed again
     again = CliRunner().invoke(app, ["evolve", "--config", str(path), "--out", str(out)])
     assert again.exit_code == 0 and "fixed-point" in again.output

@@ -122,9 +122,13 @@ class LearningConfig(BaseModel):
         SFTStage(steps=375, max_difficulty=0.3), SFTStage(steps=375, max_difficulty=0.6),
         SFTStage(steps=750, max_difficulty=0.85, demo_fraction=0.5),
         SFTStage(steps=1500, max_difficulty=1.0, demo_fraction=0.5))
-    grpo_steps: int = Field(25, ge=0)
+    grpo_steps: int = Field(60, ge=0)
     grpo: dict[str, Any] = Field(default_factory=lambda: {
-        "group": 4, "prompts_per_step": 4, "max_completion_length": 160, "max_tool_calls": 3})
+        # the two tasks SFT leaves room on twice as often; enter-text is multi-turn
+        "tasks": ["click-test-2", "click-test-2", "click-button", "click-button", "focus-text",
+                  "click-test", "enter-text"],
+        "group": 8, "prompts_per_step": 2, "learning_rate": 1e-4, "beta": 0.04,
+        "max_completion_length": 320, "max_tool_calls": 3})
     rows: tuple[str, ...] = ("random", "fixed-point", "untrained", "sft", "sft-swapped",
                              "sft-blank", "grpo", "grpo-swapped")
     threads: int = Field(2, ge=1)
@@ -770,6 +774,7 @@ class GRPOStepLog(BaseModel):
     group_reward_stds: list[float]
     tool_calls_per_rollout: float
     tool_calls_by_task: dict[str, float] = {}
+    reward_by_task: dict[str, float] = {}
     kl: float | None
     wall_s: float
 
@@ -792,9 +797,10 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     from policies.train_sft import _save_processor_files
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    # enter-text: a multi-step task (click the field, type, click Submit) so that the
-    # rollouts are multi-turn; the click tasks end after one action, as in evaluation
-    settings = {"tasks": [*config.tasks, "enter-text"], "group": 4, "prompts_per_step": 2,
+    # the multi-step tasks (enter-text: click the field, type, click Submit) make the
+    # rollouts multi-turn; the click tasks end after one action, as in evaluation
+    settings = {"tasks": [*config.tasks, *config.multi_step_tasks], "group": 4,
+                "prompts_per_step": 2,
                 "learning_rate": 2e-4, "beta": 0.04, "temperature": 1.0,
                 "max_completion_length": 160, "max_tool_calls": 4, "num_iterations": 1,
                 **config.grpo}
@@ -806,7 +812,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     suite = MiniWoBSuite()
     environments: list[ComputerUseEnvironment] = []
     tool_calls: list[int] = []
-    tool_calls_task: list[tuple[str, int]] = []
+    tool_calls_task: list[tuple[str, int, float]] = []
 
     rewards: list[float] = []
 
@@ -826,7 +832,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         def get_reward(self) -> float:
             reward = super().get_reward()
             tool_calls.append(self.steps)
-            tool_calls_task.append((self.task_id, self.steps))
+            tool_calls_task.append((self.task_id, self.steps, reward))
             rewards.append(reward)
             return reward
 
@@ -868,12 +874,15 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
                 return  # not a step's log, or a further update on the same rollouts
             groups = [rewards[i:i + settings["group"]]
                       for i in range(0, len(rewards), settings["group"])]
-            by_task: dict[str, list[int]] = {}
-            for task, count in tool_calls_task:
-                by_task.setdefault(task, []).append(count)
+            by_task: dict[str, list[tuple[int, float]]] = {}
+            for task, count, reward in tool_calls_task:
+                by_task.setdefault(task, []).append((count, reward))
             step_logs.append(GRPOStepLog(
                 step=state.global_step,
-                tool_calls_by_task={t: sum(v) / len(v) for t, v in sorted(by_task.items())},
+                tool_calls_by_task={t: sum(c for c, _ in v) / len(v)
+                                    for t, v in sorted(by_task.items())},
+                reward_by_task={t: sum(r for _, r in v) / len(v)
+                                for t, v in sorted(by_task.items())},
                 group_reward_means=[sum(g) / len(g) for g in groups],
                 group_reward_stds=[float(torch.tensor(g).std()) if len(g) > 1 else 0.0
                                    for g in groups],
