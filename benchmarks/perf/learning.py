@@ -150,15 +150,16 @@ class LearningConfig(BaseModel):
 # ------------------------------------------------------------------------ data
 
 
-def collect_screens(tasks: tuple[str, ...], first_seed: int, count: int, out: Path,
-                    progress: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """Seeded first screens with the oracle's target (click point and box); resumable."""
+def _collect(tasks: tuple[str, ...], first_seed: int, count: int, meta: Path,
+             record: Callable[[Any, str, int, Any], dict[str, Any]],
+             progress: Callable[[], None] | None) -> list[dict[str, Any]]:
+    """Seeded MiniWoB episodes on seeds first_seed.., one JSON row each, made by
+    `record(env, task_id, seed, first_observation)` and appended to `meta`; resumable:
+    (task, seed) pairs already there are not run again."""
     from benchmarks.miniwob.environment import MiniWoBEnvironment
-    from benchmarks.miniwob.oracle import SOLVERS, PageReader
     from benchmarks.miniwob.suite import MiniWoBSuite
 
-    out.mkdir(parents=True, exist_ok=True)
-    meta = out / "screens.jsonl"
+    meta.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
     have = {(r["task"], r["seed"]) for r in rows}
     todo = [(t, s) for t in tasks for s in range(first_seed, first_seed + count)
@@ -167,16 +168,7 @@ def collect_screens(tasks: tuple[str, ...], first_seed: int, count: int, out: Pa
         suite = MiniWoBSuite()
         with MiniWoBEnvironment(suite.web_config) as env, meta.open("a") as sink:
             for task_id, seed in todo:
-                observation = env.reset(suite.make_task(task_id, seed))
-                click = SOLVERS[task_id](PageReader(env)).actions[0]
-                if not isinstance(click, Click):
-                    raise RuntimeError(f"the oracle's first action on {task_id} is not a click")
-                box = env.page.evaluate(_BOX_AT_JS, [click.x, click.y])
-                name = f"{task_id}-{seed}.png"
-                (out / name).write_bytes(observation.screenshot_png)
-                row = {"task": task_id, "seed": seed, "instruction": observation.instruction,
-                       "x": click.x, "y": click.y, "box": box, "image": name,
-                       "screen": [observation.screen_size.width, observation.screen_size.height]}
+                row = record(env, task_id, seed, env.reset(suite.make_task(task_id, seed)))
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 rows.append(row)
@@ -186,45 +178,49 @@ def collect_screens(tasks: tuple[str, ...], first_seed: int, count: int, out: Pa
     return [r for r in rows if (r["task"], r["seed"]) in wanted]
 
 
+def collect_screens(tasks: tuple[str, ...], first_seed: int, count: int, out: Path,
+                    progress: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Seeded first screens with the oracle's target (click point and box); resumable."""
+    from benchmarks.miniwob.oracle import SOLVERS, PageReader
+
+    def record(env: Any, task_id: str, seed: int, observation: Any) -> dict[str, Any]:
+        click = SOLVERS[task_id](PageReader(env)).actions[0]
+        if not isinstance(click, Click):
+            raise RuntimeError(f"the oracle's first action on {task_id} is not a click")
+        box = env.page.evaluate(_BOX_AT_JS, [click.x, click.y])
+        name = f"{task_id}-{seed}.png"
+        (out / name).write_bytes(observation.screenshot_png)
+        return {"task": task_id, "seed": seed, "instruction": observation.instruction,
+                "x": click.x, "y": click.y, "box": box, "image": name,
+                "screen": [observation.screen_size.width, observation.screen_size.height]}
+
+    return _collect(tasks, first_seed, count, out / "screens.jsonl", record, progress)
+
+
 def collect_episodes(tasks: tuple[str, ...], first_seed: int, count: int, out: Path,
                      progress: Callable[[], None] | None = None,
                      max_steps: int = 6) -> list[dict[str, Any]]:
     """Whole oracle episodes (each screen and the oracle's action on it) of multi-step
     tasks on seeds first_seed..; kept when the page scored them a success; resumable."""
-    from benchmarks.miniwob.environment import MiniWoBEnvironment
     from benchmarks.miniwob.oracle import SOLVERS, PageReader
-    from benchmarks.miniwob.suite import MiniWoBSuite
 
-    out.mkdir(parents=True, exist_ok=True)
-    meta = out / "episodes.jsonl"
-    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
-    have = {(r["task"], r["seed"]) for r in rows}
-    todo = [(t, s) for t in tasks for s in range(first_seed, first_seed + count)
-            if (t, s) not in have]
-    if todo:
-        suite = MiniWoBSuite()
-        with MiniWoBEnvironment(suite.web_config) as env, meta.open("a") as sink:
-            for task_id, seed in todo:
-                observation = env.reset(suite.make_task(task_id, seed))
-                row = {"task": task_id, "seed": seed, "instruction": observation.instruction,
-                       "screen": [observation.screen_size.width,
-                                  observation.screen_size.height], "steps": []}
-                for index in range(max_steps):
-                    action = SOLVERS[task_id](PageReader(env)).actions[0]
-                    name = f"{task_id}-{seed}-{index}.png"
-                    (out / name).write_bytes(observation.screenshot_png)
-                    row["steps"].append({"image": name, "action": action.model_dump(mode="json")})
-                    observation = env.step(action)
-                    if observation.done:
-                        break
-                row["success"] = env.evaluate() > 0
-                sink.write(json.dumps(row) + "\n")
-                sink.flush()
-                rows.append(row)
-                if progress:
-                    progress()
-    wanted = {(t, s) for t in tasks for s in range(first_seed, first_seed + count)}
-    return [r for r in rows if (r["task"], r["seed"]) in wanted and r["success"]]
+    def record(env: Any, task_id: str, seed: int, observation: Any) -> dict[str, Any]:
+        row = {"task": task_id, "seed": seed, "instruction": observation.instruction,
+               "screen": [observation.screen_size.width, observation.screen_size.height],
+               "steps": []}
+        for index in range(max_steps):
+            action = SOLVERS[task_id](PageReader(env)).actions[0]
+            name = f"{task_id}-{seed}-{index}.png"
+            (out / name).write_bytes(observation.screenshot_png)
+            row["steps"].append({"image": name, "action": action.model_dump(mode="json")})
+            observation = env.step(action)
+            if observation.done:
+                break
+        row["success"] = env.evaluate() > 0
+        return row
+
+    rows = _collect(tasks, first_seed, count, out / "episodes.jsonl", record, progress)
+    return [r for r in rows if r["success"]]
 
 
 def compact_messages(instruction: str) -> list[dict[str, Any]]:
