@@ -89,6 +89,9 @@ class TrainSFTOptions(BaseModel):
     max_pixels: int | None = Field(None, gt=0)
     max_samples: int | None = Field(None, ge=1)
     logging_steps: int = Field(10, ge=1)
+    progress_bar: bool = Field(False, description="transformers' progress bar over the "
+                               "steps (off by default: the loss is logged every "
+                               "logging_steps)")
     seed: int = 0
 
 
@@ -271,7 +274,7 @@ def _sft_config(config_class, options: TrainSFTOptions, out: Path, bf16: bool, u
         remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
         gradient_checkpointing=options.gradient_checkpointing, use_cpu=use_cpu,
         bf16=bf16, fp16=False, seed=options.seed, data_seed=options.seed,
-        max_length=None, dataloader_num_workers=0, disable_tqdm=True,
+        max_length=None, dataloader_num_workers=0, disable_tqdm=not options.progress_bar,
     )
 
 

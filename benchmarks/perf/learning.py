@@ -668,7 +668,7 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
             train_sft(TrainSFTOptions(data_dir=data, model=str(previous), out=model_dir,
                                       device="cpu", min_pixels=config.min_pixels,
                                       max_pixels=config.max_pixels, seed=config.seed + index,
-                                      epochs=1.0, **config.sft))
+                                      epochs=1.0, **{"progress_bar": True, **config.sft}))
             timed("sft", started)
         stage_logs.append(json.loads((model_dir / "train_sft.json").read_text())["result"])
         previous = model_dir
