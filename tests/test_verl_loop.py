@@ -39,7 +39,7 @@ from agent.trainers.processors import image_only_processor
 from agent.trainers.verl_loop import AGENT_NAME, GUIAgentLoop
 from tests.conftest_env_service import TOKEN, running_service
 from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
-from tests.verl_venv.tiny_server import FORCED_FIRST_TURN, TinyServerManager
+from tests.verl_venv.tiny_server import FORCED_FIRST_TURN, TinyServerManager, image_pad_runs
 
 # verl 0.9.1 (PyPI wheel), verl/experimental/agent_loop/agent_loop.py: the pydantic fields
 # of AgentLoopOutput / AgentLoopMetrics in declaration order, and AgentLoopBase.__init__.
@@ -102,17 +102,6 @@ def _loop(url: str, server: TinyServerManager, response_length: int) -> GUIAgent
                         env_url=url, env_token=TOKEN, max_new_tokens=64)
 
 
-def _image_pad_runs(ids: list[int], pad_id: int) -> list[int]:
-    runs, length = [], 0
-    for token in ids + [-1]:
-        if token == pad_id:
-            length += 1
-        elif length:
-            runs.append(length)
-            length = 0
-    return runs
-
-
 @pytest.mark.slow
 def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_thread):  # noqa: F811
     """Parity with verl's re-processing (pad runs per image) and with the trainer's own
@@ -161,7 +150,7 @@ def test_a_miniwob_episode_through_the_verl_loop(tiny_model_dir, one_torch_threa
     # each image's run of pads must match, in order.
     grids = encoder.image_processor(images=images, return_tensors="pt")["image_grid_thw"]
     expected = [int(g.prod()) // encoder.merge_size ** 2 for g in grids]
-    assert _image_pad_runs(sequence, encoder.image_token_id) == expected
+    assert image_pad_runs(sequence, encoder.image_token_id) == expected
 
     # The trainer's recomputation of logprobs over the whole sequence (one forward pass,
     # as verl's actor does) matches the rollout's for every generated token.

@@ -32,7 +32,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tiny_server import FORCED_FIRST_TURN, TinyServerManager  # beside this file
+from tiny_server import (  # beside this file
+    FORCED_FIRST_TURN,
+    TinyServerManager,
+    image_pad_runs,
+)
 from verl.experimental.agent_loop import agent_loop as verl_agent_loop
 
 import agent.trainers
@@ -115,17 +119,6 @@ def run_loop(worker):
         agent_name=AGENT_NAME, **ROW))
 
 
-def pad_runs(ids, pad_id):
-    runs, length = [], 0
-    for token in list(ids) + [-1]:
-        if token == pad_id:
-            length += 1
-        elif length:
-            runs.append(length)
-            length = 0
-    return runs
-
-
 def test_the_loop_is_verl_s_own_subclass_and_the_fallback_matches_it():
     assert VERL_AVAILABLE and issubclass(GUIAgentLoop, verl_agent_loop.AgentLoopBase)
     for ours, real in ((verl_interface.AgentLoopOutput, verl_agent_loop.AgentLoopOutput),
@@ -176,7 +169,7 @@ def test_an_episode_through_verl_s_worker(model_dir, mm_processor_kwargs):
     grids = out.multi_modal_inputs["image_grid_thw"]
     assert grids.shape[0] == len(out.multi_modal_data["images"]) == 2
     merge = processor.image_processor.merge_size
-    assert pad_runs(sequence, processor.image_token_id) == [int(g.prod()) // merge ** 2
+    assert image_pad_runs(sequence, processor.image_token_id) == [int(g.prod()) // merge ** 2
                                                            for g in grids]
     default_grid = processor.image_processor(images=out.multi_modal_data["images"][:1],
                                              return_tensors="pt")["image_grid_thw"][0]

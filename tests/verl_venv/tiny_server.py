@@ -84,3 +84,16 @@ class TinyServerManager:
         with self.lock:
             return await asyncio.to_thread(self._generate, request_id, prompt_ids,
                                            sampling_params, image_data or [])
+
+
+def image_pad_runs(ids: list[int], pad_id: int) -> list[int]:
+    """Lengths of the runs of `pad_id` in `ids`: one run per image, as verl re-processes
+    a sequence (both venvs' checks compare them with the image grids)."""
+    runs, length = [], 0
+    for token in list(ids) + [-1]:
+        if token == pad_id:
+            length += 1
+        elif length:
+            runs.append(length)
+            length = 0
+    return runs
