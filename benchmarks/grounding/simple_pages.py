@@ -16,6 +16,7 @@ scale factor), as for every generated sample; the instruction is the page's own 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from actions.contracts import Task
 from actions.observation import Size
@@ -68,13 +69,15 @@ def simple_target_page(seed: int, difficulty: float) -> tuple[str, str]:
 
 
 def generate_simple(count: int, *, seed: int = 0, device_scale_factor: float = 1.0,
-                    progress=None) -> list[GeneratedScreen]:
+                    progress: Callable[[], None] | None = None) -> list[GeneratedScreen]:
     """Render pages seed..seed+count-1 (difficulty `page_difficulty(seed)`) in Chromium;
     one ScreenSpot-Pro record each (its group names the difficulty, e.g. "d0.42")."""
     from environments.web import WebConfig, WebEnvironment
 
     config = WebConfig(viewport=SIMPLE_VIEWPORT, device_scale_factor=device_scale_factor,
                        fresh_context_per_episode=False)
+    size = Size(width=round(SIMPLE_VIEWPORT.width * device_scale_factor),
+                height=round(SIMPLE_VIEWPORT.height * device_scale_factor))
     screens = []
     with WebEnvironment(config) as env:
         # the first page through reset (browser, context, viewport); the next ones replace
@@ -85,8 +88,6 @@ def generate_simple(count: int, *, seed: int = 0, device_scale_factor: float = 1
             html, instruction = simple_target_page(page_seed, difficulty)
             env.page.set_content(html)
             png = env.page.screenshot(type="png")
-            size = Size(width=round(SIMPLE_VIEWPORT.width * device_scale_factor),
-                        height=round(SIMPLE_VIEWPORT.height * device_scale_factor))
             box = [v * device_scale_factor for v in env.page.evaluate(_TARGET_BOX_JS)]
             name = f"simple-{page_seed:06d}"
             record = screenspot_pro_record(

@@ -89,8 +89,8 @@ class LearningConfig(BaseModel):
     checked). multi_step_tasks / multi_step_seeds: whole oracle episodes (every screen and
     action, as one multi-turn sample with the screenshots as tool results, the form GRPO's
     rollouts take) on training seeds, drawn with the demos in the SFT stages and run in
-    GRPO, so that the RL is multi-turn. generated_pages: single-target pages rendered for the curriculum
-    (`benchmarks.grounding.simple_pages`, seeds 0..; 0 = none). model: the small
+    GRPO, so that the RL is multi-turn. generated_pages: single-target pages rendered for
+    the curriculum (`benchmarks.grounding.simple_pages`, seeds 0..; 0 = none). model: the small
     Qwen3-VL's shape (`TinyQwen3VLSpec` fields). min_pixels / max_pixels: the image budget
     (upscaling the 160x210 screen gives more visual tokens per target). sft:
     `TrainSFTOptions` fields shared by the stages (epochs is set per stage: one pass over
@@ -229,23 +229,21 @@ def compact_messages(instruction: str) -> list[dict[str, Any]]:
         {"type": "text", "text": f"The user query: {instruction}\n"}, {"type": "image"}]}]
 
 
-def click_answer(x: int, y: int, screen: tuple[int, int]) -> str:
-    """The assistant's tool call for a left click at screen pixel (x, y)."""
-    from actions.observation import Size
-    from actions.parsing import render_response
-
-    size = Size(width=screen[0], height=screen[1])
-    return render_response("", [Click(x=x, y=y)], "qwen3", size, size, platform="web")
-
-
-def action_answer(action: dict[str, Any], screen: tuple[int, int]) -> str:
-    """The assistant's tool call for one recorded action (`action_to_dict` form)."""
+def action_answer(action: dict[str, Any] | Click, screen: tuple[int, int]) -> str:
+    """The assistant's Qwen3-VL tool call (0-1000 grid) for one action: an Action, or a
+    recorded one in its `model_dump(mode="json")` form."""
     from actions.models import ActionAdapter
     from actions.observation import Size
     from actions.parsing import render_response
 
     size = Size(width=screen[0], height=screen[1])
-    return render_response("", [ActionAdapter.validate_python(action)], "qwen3", size, size, platform="web")
+    return render_response("", [ActionAdapter.validate_python(action)], "qwen3", size, size,
+                           platform="web")
+
+
+def click_answer(x: int, y: int, screen: tuple[int, int]) -> str:
+    """The assistant's tool call for a left click at screen pixel (x, y)."""
+    return action_answer(Click(x=x, y=y), screen)
 
 
 def sample_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -807,10 +805,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         raise ValueError(f"grpo: unknown settings {sorted(unknown)}")
     suite = MiniWoBSuite()
     environments: list[ComputerUseEnvironment] = []
-    tool_calls: list[int] = []
-    tool_calls_task: list[tuple[str, int, float]] = []
-
-    rewards: list[float] = []
+    rollouts: list[tuple[str, int, float]] = []  # (task, tool calls, reward) since the last log
 
     class CountingEnvironment(ComputerUseEnvironment):
         """The reference web environment (the engine's episode rule, the evaluator's score
@@ -827,9 +822,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
 
         def get_reward(self) -> float:
             reward = super().get_reward()
-            tool_calls.append(self.steps)
-            tool_calls_task.append((self.task_id, self.steps, reward))
-            rewards.append(reward)
+            rollouts.append((self.task_id, self.steps, reward))
             return reward
 
     def factory() -> ComputerUseEnvironment:
@@ -866,12 +859,13 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     class StepLog(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_kwargs):
             history = logs or {}
-            if "loss" not in history or not rewards:
+            if "loss" not in history or not rollouts:
                 return  # not a step's log, or a further update on the same rollouts
+            rewards = [reward for _, _, reward in rollouts]
             groups = [rewards[i:i + settings["group"]]
                       for i in range(0, len(rewards), settings["group"])]
             by_task: dict[str, list[tuple[int, float]]] = {}
-            for task, count, reward in tool_calls_task:
+            for task, count, reward in rollouts:
                 by_task.setdefault(task, []).append((count, reward))
             step_logs.append(GRPOStepLog(
                 step=state.global_step,
@@ -882,11 +876,9 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
                 group_reward_means=[sum(g) / len(g) for g in groups],
                 group_reward_stds=[float(torch.tensor(g).std()) if len(g) > 1 else 0.0
                                    for g in groups],
-                tool_calls_per_rollout=(sum(tool_calls) / len(tool_calls)) if tool_calls else 0.0,
+                tool_calls_per_rollout=sum(count for _, count, _ in rollouts) / len(rollouts),
                 kl=history.get("kl"), wall_s=time.monotonic() - step_started[0]))
-            tool_calls.clear()
-            tool_calls_task.clear()
-            rewards.clear()
+            rollouts.clear()
             step_started[0] = time.monotonic()
             console.print(step_logs[-1].model_dump())
 
