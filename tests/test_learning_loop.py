@@ -19,20 +19,29 @@ from actions.models import Click
 from actions.observation import Size
 from actions.parsing import parse_tool_calls
 from benchmarks.perf.learning import (
+    CompactQwenPolicy,
     LearningConfig,
+    RowResult,
     SFTStage,
     best_fixed_points,
     click_answer,
     compact_chat_template,
     compact_messages,
+    conversation,
     keep_demos,
+    paired_difference,
     pearson,
     sample_messages,
     stage_samples,
     wilson,
     within_task_correlation,
 )
-from tests.conftest_policy import one_torch_thread, tiny_model_dir  # noqa: F401
+from tests.conftest_policy import (  # noqa: F401
+    episode_state,
+    observation,
+    one_torch_thread,
+    tiny_model_dir,
+)
 
 
 def test_wilson_interval_and_pearson():
@@ -49,6 +58,25 @@ def test_wilson_interval_and_pearson():
     assert within_task_correlation(fixed) is None
     following = [("a", 8, 8), ("a", 12, 12), ("b", 87, 88), ("b", 93, 92)]
     assert within_task_correlation(following) > 0.9
+
+
+def test_paired_difference_counts_the_discordant_episodes():
+    def row(name: str, solved: set[int]) -> RowResult:
+        outcomes = {f"t/{seed}": seed in solved for seed in range(20)}
+        outcomes["other/0"] = name == "after"
+        return RowResult(row=name, successes=len(solved), episodes=20, per_task={},
+                         corr_x=None, corr_y=None, clicks=0, wall_s=0.0, outcomes=outcomes)
+
+    before, after = row("before", set(range(0, 5))), row("after", set(range(3, 16)))
+    d = paired_difference(before, after, ("t",))  # "other" is not among the tasks
+    assert (d.episodes, d.gained, d.lost) == (20, 11, 3)
+    assert d.difference == pytest.approx(8 / 20)
+    # the exact two-sided McNemar test: 2 * P(X <= 3), X ~ Binomial(14, 1/2)
+    assert d.p_value == pytest.approx(2 * (1 + 14 + 91 + 364) / 2 ** 14)
+    half = 1.96 * ((14 / 20 - 0.16) / 20) ** 0.5  # Wald on the paired differences
+    assert (d.low, d.high) == (pytest.approx(0.4 - half), pytest.approx(0.4 + half))
+    same = paired_difference(before, before, ("t", "other"))
+    assert (same.difference, same.p_value, same.episodes) == (0.0, 1.0, 21)
 
 
 def test_click_answer_parses_back_to_the_click():
@@ -97,6 +125,47 @@ def test_an_episode_is_one_multi_turn_sample():
     assert '"coordinate": [100, 100]' in messages[5]["content"]  # 0-1000 grid
 
 
+def test_evaluation_shows_an_episode_as_training_did(tiny_model_dir):  # noqa: F811
+    """The held-out prompt of an episode's third step (`conversation` of the two earlier
+    replies) is the SFT sample of that episode up to its last reply; CompactQwenPolicy
+    shows every screen of the episode, each through screenshot_for with its step index."""
+    from transformers import AutoTokenizer
+
+    from actions.contracts import PolicyOutput, StepHistory
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    row = {"instruction": 'Enter "Ann" into the text field and press Submit.',
+           "screen": [160, 210], "steps": [
+               {"image": "e-0.png", "action": {"type": "click", "x": 80, "y": 105}},
+               {"image": "e-1.png", "action": {"type": "type", "text": "Ann"}},
+               {"image": "e-2.png", "action": {"type": "click", "x": 16, "y": 21}}]}
+    sample = sample_messages(row)
+    answers = [m["content"] for m in sample if m["role"] == "assistant"]
+    trained = tokenizer.apply_chat_template(sample, tokenize=False)
+    prompt = tokenizer.apply_chat_template(conversation(row["instruction"], answers[:2]),
+                                           tokenize=False, add_generation_prompt=True)
+    assert trained == prompt + answers[2] + "<|im_end|>\n"
+
+    state = episode_state(instruction=row["instruction"])
+    state.history = [StepHistory(index=i, observation=observation(10 + 30 * i),
+                                 output=PolicyOutput(raw_text=answers[i]))
+                     for i in range(2)]
+    shown: list[tuple[str, int, int]] = []
+
+    def screenshot_for(task_id: str, seed: int, step: int, png: bytes) -> bytes:
+        shown.append((task_id, seed, step))
+        return png
+
+    policy = CompactQwenPolicy(str(tiny_model_dir), min_pixels=3136, max_pixels=12544,
+                               screenshot_for=screenshot_for, max_new_tokens=4)
+    try:
+        [output] = policy.act([state])
+    finally:
+        policy.close()
+    assert shown == [("click", 0, 0), ("click", 0, 1), ("click", 0, 2)]
+    assert output.model and output.raw_text is not None
+
+
 def test_compact_prompt_renders_no_tools(tiny_model_dir):  # noqa: F811
     from transformers import AutoTokenizer
 
@@ -142,7 +211,7 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
     from agent.cli.main import app
 
     config = {"tasks": ["click-test"], "train_seeds": 3, "eval_seeds": 2, "threads": 1,
-              "generated_pages": 4, "multi_step_seeds": 1,
+              "generated_pages": 4, "multi_step_seeds": 1, "multi_step_max_steps": 2,
               "sft": {"learning_rate": 1e-3, "batch_size": 3, "logging_steps": 1},
               "sft_stages": [{"steps": 1, "max_difficulty": 1.0},
                              {"steps": 1, "max_difficulty": 1.0, "demo_fraction": 0.5}],
@@ -156,12 +225,23 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert [r["row"] for r in summary["rows"]] == config["rows"]
-    assert all(r["episodes"] == 2 for r in summary["rows"])
+    # held-out: 2 click-test seeds (one action each) and 2 enter-text seeds (up to 2)
+    assert all(r["per_task"] == {"click-test": [r["per_task"]["click-test"][0], 2],
+                                 "enter-text": [r["per_task"]["enter-text"][0], 2]}
+               for r in summary["rows"])
+    from trajectories.store import RunDir
+
+    for folder, limit in (("run", 1), ("run-multi-step", 2)):
+        results = RunDir(out / "eval-sft" / folder).results()
+        assert len(results) == 2 and all(1 <= r.steps <= limit for r in results)
+    assert [(d["after"], d["before"], d["tasks"], d["episodes"])
+            for d in summary["paired_differences"]] == [
+        ("grpo", "sft", ["click-test", "enter-text"], 4), ("grpo", "sft", ["click-test"], 2)]
     seeds = {json.loads(line)["seed"] for line in (out / "demos" / "screens.jsonl")
              .read_text().splitlines()}
     held = {json.loads(line)["seed"] for line in (out / "heldout" / "screens.jsonl")
             .read_text().splitlines()}
-    assert seeds == {0, 1, 2} and held == {100_000, 100_001}
+    assert seeds == {0, 1, 2} and held == {100_000, 100_001}  # click-test and enter-text
     fixed = summary["rows"][0]
     assert fixed["clicks"] == 2 and fixed["corr_x"] is None  # one point: no correlation
     assert summary["sft"]["steps"] == 2 and len(summary["sft_stages"]) == 2

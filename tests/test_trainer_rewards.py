@@ -86,6 +86,21 @@ def test_terms_and_weights_without_a_judge():
         RewardConfig(judge_weight=0.3)
 
 
+def test_success_outcome_ranks_no_answer_with_a_wrong_one():
+    """MiniWoB scores a wrong submission -1 and an episode cut by the step limit 0, so on
+    the score, not finishing beats trying; on success (the report's right-or-wrong
+    accuracy) both are 0 and only a success counts."""
+    def totals(config: RewardConfig) -> list[float]:
+        return [asyncio.run(reward_terms(config, result=_result(reward=reward), task=TASK,
+                                         history=_history())).total
+                for reward in (-1.0, 0.0, 0.5, 1.0)]
+
+    assert totals(RewardConfig()) == [-1.0, 0.0, 0.5, 1.0]
+    assert totals(RewardConfig(outcome="success", outcome_weight=2.0)) == [0.0, 0.0, 0.0, 2.0]
+    with pytest.raises(ValueError):
+        RewardConfig(outcome="accuracy")
+
+
 @contextmanager
 def judge_server(answer: str, status: int = 200) -> Iterator[tuple[str, list[dict]]]:
     """A chat-completions endpoint on loopback that answers `answer` and keeps requests."""

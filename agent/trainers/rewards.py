@@ -9,7 +9,13 @@ complexity (added because early runs learned to make a single call whatever the 
 needed). Here:
 
 - **outcome**: the environment's evaluator score (`EpisodeResult.reward`, what
-  `cua eval` reports), in place of the report's LLM-judged answer accuracy;
+  `cua eval` reports; ``RewardConfig.outcome="score"``, the default), in place of the
+  report's LLM-judged answer accuracy — or, with ``outcome="success"``, 1.0 for a
+  successful episode and 0.0 otherwise, right-or-wrong as the report's accuracy is. Pick
+  "success" where a score ranks a wrong answer below no answer: MiniWoB scores a wrong
+  submission -1 but an episode our step limit cut 0 (the page's own timer would have
+  given -1: miniwob-plusplus core.js ends a timed-out episode with
+  ``core.endEpisode(-1, false, 'timed out')``), so RL on the score learns not to finish;
 - **tool_call**: ``max(0, 1 - |calls - target| / target)``, `calls` being the actions the
   episode issued (a step may issue several); the report gives no formula, this form is
   ours. The target comes from the row's ``tool_call_target`` column, else
@@ -35,7 +41,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -82,6 +88,7 @@ class RewardConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     outcome_weight: float = 1.0
+    outcome: Literal["score", "success"] = "score"
     tool_call_weight: float = 0.0
     judge_weight: float = 0.0
     tool_call_targets: dict[str, int] = Field(default_factory=dict)
@@ -207,10 +214,11 @@ async def reward_terms(config: RewardConfig, *, result: EpisodeResult, task: Tas
             judge = await judge_score(config.judge, result.instruction, history)
         except Exception as exc:  # noqa: BLE001 - a judge hiccup must not stop training
             judge_error = f"{type(exc).__name__}: {exc}"
-    total = (config.outcome_weight * result.reward
+    outcome = float(result.success) if config.outcome == "success" else result.reward
+    total = (config.outcome_weight * outcome
              + config.tool_call_weight * (tool_call or 0.0)
              + config.judge_weight * (judge or 0.0))
-    return RewardTerms(outcome=result.reward, tool_calls=calls, tool_call_target=target,
+    return RewardTerms(outcome=outcome, tool_calls=calls, tool_call_target=target,
                        tool_call=tool_call, judge=judge, judge_error=judge_error, total=total)
 
 

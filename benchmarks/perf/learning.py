@@ -6,16 +6,23 @@ complete, so a rerun resumes):
 1. ``demos/``: seeded MiniWoB episodes on the training seeds, in our Playwright browser;
    the scripted oracle (`benchmarks.miniwob.oracle`) names the target and the browser
    gives its box (`document.elementFromPoint` at the oracle's click). One PNG + one JSON
-   line per screen. ``heldout/``: the same on the held-out seeds (their boxes give the
-   true target centres for the correlation, their screenshots the swapped ablation).
-2. ``sft/``: the demos as a `cua export sft --format qwen` folder, in the compact prompt
-   (below); ``model-untrained/``: the small Qwen3-VL (`policies.tiny`, real classes);
-   ``sft-model/``: `policies.train_sft.train_sft` (TRL SFTTrainer) on it.
-3. ``eval-<row>/``: real episodes (`agent.runner.run_suite`, one action per episode) on
-   the held-out seeds for every row of the table: random clicker, best fixed point per
+   line per screen. ``heldout/``: the same on the held-out seeds of every evaluated task
+   (their boxes give the true target centres for the correlation, their screenshots the
+   swapped ablation). ``episodes/``: whole oracle episodes of the multi-step tasks.
+2. ``generated/``: single-target pages for the curriculum; ``sft-stage-<i>/``: each SFT
+   stage's samples (generated pages and demos) as a `cua export sft --format qwen`
+   folder, in the compact prompt (below); ``model-untrained/``: the small Qwen3-VL
+   (`policies.tiny`, real classes); ``sft-stage-<i>-model/`` ... ``sft-model/``:
+   `policies.train_sft.train_sft` (TRL SFTTrainer), each stage from the previous one.
+   ``grpo-model/``: GRPO from ``sft-model/`` (TRL GRPOTrainer, `run_grpo`).
+3. ``eval-<row>/``: real episodes (`agent.runner.run_suite`) on the held-out seeds for
+   every row of the table — one action per episode on the click tasks (``run/``), up to
+   ``multi_step_max_steps`` on the multi-step tasks (``run-multi-step/``, each later step
+   shown the conversation so far, as in training): random clicker, best fixed point per
    task (chosen on the training demos' boxes), untrained model, SFT, SFT with each
-   screenshot swapped for another held-out seed's of the same task, SFT with a blank
-   screenshot; with ``--grpo-steps`` also GRPO from the SFT checkpoint and its swapped run.
+   episode's first screenshot swapped for another held-out seed's of the same task, SFT
+   with blank screenshots; with ``--grpo-steps`` also GRPO from the SFT checkpoint and its
+   swapped run.
 
 The compact prompt: one user turn "The user query: <instruction>\\n" + the screenshot, no
 system prompt and no tool schema. The GRPO stage shows the same: its environment is the
@@ -26,7 +33,9 @@ Why compact: the computer_use schema is ~980 tokens for the small tokenizer, 6x 
 rest of a sample, on a 2-core CPU.
 
 Prints one table: success (k/n, 95% Wilson interval), the correlation between predicted
-and true target centres (x and y), episodes and wall seconds per stage. Usage::
+and true target centres (x and y, over the click tasks), episodes and wall seconds per
+stage; then GRPO minus SFT paired over the same episodes (a 95% interval and the exact
+McNemar p-value), on all tasks and on the click tasks alone. Usage::
 
     python -m benchmarks.perf.learning --work /tmp/learning
 """
@@ -89,7 +98,8 @@ class LearningConfig(BaseModel):
     checked). multi_step_tasks / multi_step_seeds: whole oracle episodes (every screen and
     action, as one multi-turn sample with the screenshots as tool results, the form GRPO's
     rollouts take) on training seeds, drawn with the demos in the SFT stages and run in
-    GRPO, so that the RL is multi-turn. generated_pages: single-target pages rendered for
+    GRPO, so that the RL is multi-turn; they are held-out columns too, each episode up to
+    multi_step_max_steps actions (in evaluation and in GRPO). generated_pages: single-target pages rendered for
     the curriculum (`benchmarks.grounding.simple_pages`, seeds 0..; 0 = none). model: the small
     Qwen3-VL's shape (`TinyQwen3VLSpec` fields). min_pixels / max_pixels: the image budget
     (upscaling the 160x210 screen gives more visual tokens per target). sft:
@@ -97,7 +107,9 @@ class LearningConfig(BaseModel):
     steps x batch_size drawn samples). sft_stages: the curriculum, in order, each stage
     starting from the previous one's checkpoint. grpo_steps: 0 = no RL; grpo: overrides
     of run_grpo's settings (tasks, group, prompts_per_step, learning_rate, beta,
-    temperature, max_completion_length, max_tool_calls). rows: the table's rows.
+    temperature, max_completion_length, max_tool_calls, num_iterations, outcome: the
+    reward, "success" (1/0, the default) or "score", see agent.trainers.rewards). rows: the
+    table's rows.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -108,6 +120,7 @@ class LearningConfig(BaseModel):
     generated_pages: int = Field(4000, ge=0)
     multi_step_tasks: tuple[str, ...] = ("enter-text",)
     multi_step_seeds: int = Field(300, ge=0)
+    multi_step_max_steps: int = Field(3, ge=1)
     model: dict[str, Any] = Field(default_factory=lambda: {
         "text_hidden_size": 64, "text_layers": 2, "text_heads": 4, "text_kv_heads": 2,
         "text_head_dim": 16, "text_intermediate_size": 192, "vision_hidden_size": 32,
@@ -229,6 +242,18 @@ def compact_messages(instruction: str) -> list[dict[str, Any]]:
         {"type": "text", "text": f"The user query: {instruction}\n"}, {"type": "image"}]}]
 
 
+def conversation(instruction: str, answers: list[str]) -> list[dict[str, Any]]:
+    """The prompt of an episode's next step after `answers` (the assistant's earlier
+    replies): the compact first turn, then each reply and the screenshot it led to as the
+    tool's result (image placeholders, one per screen) — the form of `sample_messages`'
+    episode rows and of GRPO's rollouts."""
+    messages = compact_messages(instruction)
+    for answer in answers:
+        messages.append({"role": "assistant", "content": answer})
+        messages.append({"role": "tool", "content": [{"type": "image"}]})
+    return messages
+
+
 def action_answer(action: dict[str, Any] | Click, screen: tuple[int, int]) -> str:
     """The assistant's Qwen3-VL tool call (0-1000 grid) for one action: an Action, or a
     recorded one in its `model_dump(mode="json")` form."""
@@ -248,22 +273,20 @@ def click_answer(x: int, y: int, screen: tuple[int, int]) -> str:
 
 def sample_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
     """One SFT sample: a screen row is one user turn and the click; an episode row (with
-    `steps`) is the multi-turn conversation GRPO's rollouts have: each later screenshot
-    comes back as the tool's result."""
-    messages = compact_messages(row["instruction"])
+    `steps`) is the multi-turn conversation GRPO's rollouts have (`conversation`): each
+    later screenshot comes back as the tool's result."""
     screen = tuple(row["screen"])
-    if "steps" not in row:
-        messages[0]["content"][1] = {"type": "image", "image": f"images/{row['image']}"}
-        messages.append({"role": "assistant",
-                         "content": click_answer(row["x"], row["y"], screen)})
-        return messages
-    for index, step in enumerate(row["steps"]):
-        image = {"type": "image", "image": f"images/{step['image']}"}
-        if index == 0:
-            messages[0]["content"][1] = image
-        else:
-            messages.append({"role": "tool", "content": [image]})
-        messages.append({"role": "assistant", "content": action_answer(step["action"], screen)})
+    if "steps" in row:
+        images = [step["image"] for step in row["steps"]]
+        answers = [action_answer(step["action"], screen) for step in row["steps"]]
+    else:
+        images, answers = [row["image"]], [click_answer(row["x"], row["y"], screen)]
+    messages = conversation(row["instruction"], answers[:-1])
+    messages.append({"role": "assistant", "content": answers[-1]})
+    placeholders = [item for message in messages if isinstance(message["content"], list)
+                    for item in message["content"] if item["type"] == "image"]
+    for item, name in zip(placeholders, images, strict=True):
+        item["image"] = f"images/{name}"
     return messages
 
 
@@ -382,7 +405,8 @@ class RandomClickPolicy:
 
 
 class FixedPointPolicy:
-    """Clicks one point per task, never looking at the screen."""
+    """Clicks one point per task, never looking at the screen (the screen's centre on a
+    task without a point: the multi-step ones, which a click alone cannot solve)."""
 
     name = "fixed-point"
 
@@ -392,7 +416,8 @@ class FixedPointPolicy:
     def act(self, states: list[EpisodeState]) -> list[PolicyOutput]:
         outputs = []
         for state in states:
-            x, y = self.points[state.task.task_id]
+            size = state.observation.screen_size
+            x, y = self.points.get(state.task.task_id, (size.width // 2, size.height // 2))
             outputs.append(PolicyOutput(raw_text=f"fixed click {x},{y}",
                                         actions=[Click(x=x, y=y)], model="fixed-point"))
         return outputs
@@ -402,16 +427,17 @@ class FixedPointPolicy:
 
 
 class CompactQwenPolicy:
-    """A Qwen-VL checkpoint (`QwenVLGenerator`, greedy) answering the compact prompt.
+    """A Qwen-VL checkpoint (`QwenVLGenerator`, greedy) answering the compact prompt; on a
+    later step of an episode the conversation GRPO's rollouts have (`conversation`).
 
-    screenshot_for: replaces an episode's screenshot (task_id, seed, screenshot) -> PNG
-    bytes — the swapped and blank ablations; None shows the real screen.
+    screenshot_for: replaces an episode's screenshot (task_id, seed, step index,
+    screenshot) -> PNG bytes — the swapped and blank ablations; None shows the real screen.
     """
 
     name = "qwen3vl-compact"
 
     def __init__(self, model: str, *, min_pixels: int, max_pixels: int,
-                 screenshot_for: Callable[[str, int, bytes], bytes] | None = None,
+                 screenshot_for: Callable[[str, int, int, bytes], bytes] | None = None,
                  max_new_tokens: int = 48) -> None:
         from policies.qwen3vl import QwenVLGenerator
 
@@ -427,13 +453,18 @@ class CompactQwenPolicy:
         from actions.parsing import parse_tool_calls
         from policies.prompting import SamplingParams
 
+        def image(state: EpisodeState, step: int, png: bytes) -> Any:
+            if self.screenshot_for is not None:
+                png = self.screenshot_for(state.task.task_id, state.task.seed, step, png)
+            return Image.open(io.BytesIO(png)).convert("RGB")
+
         prompts = []
         for state in states:
-            png = state.observation.screenshot_png
-            if self.screenshot_for is not None:
-                png = self.screenshot_for(state.task.task_id, state.task.seed, png)
-            image = Image.open(io.BytesIO(png)).convert("RGB")
-            prompts.append((compact_messages(state.instruction), [image]))
+            screens = [past.observation.screenshot_png for past in state.history]
+            screens.append(state.observation.screenshot_png)
+            prompts.append((conversation(state.instruction,
+                                         [past.output.raw_text for past in state.history]),
+                            [image(state, step, png) for step, png in enumerate(screens)]))
         generations = self.generator.generate(prompts, SamplingParams.greedy_decoding(),
                                               self.max_new_tokens)
         outputs = []
@@ -518,47 +549,100 @@ class RowResult(BaseModel):
     corr_y: float | None
     clicks: int
     wall_s: float
+    outcomes: dict[str, bool] = {}  # "task/seed" -> success, for paired comparisons
+
+
+def eval_groups(config: LearningConfig) -> list[tuple[str, tuple[str, ...], int]]:
+    """(run folder, tasks, step limit) of a row's held-out episodes: the click tasks end
+    after one action, the multi-step ones after multi_step_max_steps."""
+    groups = [("run", config.tasks, 1)]
+    if config.multi_step_tasks:
+        groups.append(("run-multi-step", config.multi_step_tasks, config.multi_step_max_steps))
+    return groups
 
 
 def run_row(row: str, policy: Any, config: LearningConfig, out: Path,
             truth: dict[tuple[str, int], tuple[float, float]], console: Console) -> RowResult:
-    """Real episodes of `policy` on the held-out seeds (one action each); resumable."""
+    """Real episodes of `policy` on the held-out seeds; resumable (a row is scored again
+    from its recorded runs, its wall time kept; a killed row's run resumes)."""
     from agent.config import Limits, OutputConfig, RunConfig
     from agent.runner import run_suite
 
     saved = out / "row.json"
-    if saved.exists():  # scored again from the recorded run (cheap), its wall time kept
-        from trajectories.store import RunDir
-
+    groups = eval_groups(config)
+    if saved.exists():
         wall_s = RowResult.model_validate_json(saved.read_text()).wall_s
-        return score_row(row, out / "run", truth, wall_s, RunDir(out / "run").results())
-    started = time.monotonic()
-    summary = run_suite(RunConfig(
-        suite="miniwob", policy=policy.name, tasks=list(config.tasks),
-        episodes_per_task=config.eval_seeds, seed=EVAL_SEED, limits=Limits(max_steps=1),
-        output=OutputConfig(out_dir=out / "run")), policy=policy, console=console)
-    wall_s = time.monotonic() - started
-    result = score_row(row, out / "run", truth, wall_s, summary.results)
+    else:
+        started = time.monotonic()
+        for folder, tasks, max_steps in groups:
+            run_suite(RunConfig(
+                suite="miniwob", policy=policy.name, tasks=list(tasks),
+                episodes_per_task=config.eval_seeds, seed=EVAL_SEED,
+                limits=Limits(max_steps=max_steps), output=OutputConfig(out_dir=out / folder)),
+                policy=policy, console=console)
+        wall_s = time.monotonic() - started
+    result = score_row(row, [out / folder for folder, _, _ in groups], truth, wall_s)
     saved.write_text(result.model_dump_json(indent=2))
     return result
 
 
-def score_row(row: str, run_dir: Path, truth: dict[tuple[str, int], tuple[float, float]],
-              wall_s: float, results: list[Any]) -> RowResult:
-    """Success per task, and the correlation of first clicks with the true centres."""
+def score_row(row: str, run_dirs: list[Path], truth: dict[tuple[str, int], tuple[float, float]],
+              wall_s: float) -> RowResult:
+    """Success per task, and the correlation of first clicks with the true centres (of
+    the tasks in `truth`)."""
+    from trajectories.store import RunDir
+
     per_task: dict[str, list[int]] = {}
-    for result in results:
-        counts = per_task.setdefault(result.task_id, [0, 0])
-        counts[0] += int(result.success)
-        counts[1] += 1
-    clicks = first_clicks(run_dir)
+    outcomes: dict[str, bool] = {}
+    clicks: dict[tuple[str, int], tuple[float, float]] = {}
+    for run_dir in run_dirs:
+        for result in RunDir(run_dir).results():
+            counts = per_task.setdefault(result.task_id, [0, 0])
+            counts[0] += int(result.success)
+            counts[1] += 1
+            outcomes[f"{result.task_id}/{result.seed}"] = bool(result.success)
+        clicks.update(first_clicks(run_dir))
     keys = [k for k in truth if k in clicks]
     return RowResult(
         row=row, successes=sum(c[0] for c in per_task.values()),
         episodes=sum(c[1] for c in per_task.values()), per_task=per_task,
         corr_x=within_task_correlation([(k[0], clicks[k][0], truth[k][0]) for k in keys]),
         corr_y=within_task_correlation([(k[0], clicks[k][1], truth[k][1]) for k in keys]),
-        clicks=len(keys), wall_s=wall_s)
+        clicks=len(keys), wall_s=wall_s, outcomes=outcomes)
+
+
+class PairedDifference(BaseModel):
+    """Success of row `after` minus row `before` on the same episodes (task/seed)."""
+
+    before: str
+    after: str
+    tasks: tuple[str, ...]
+    episodes: int
+    difference: float
+    low: float
+    high: float
+    gained: int  # episodes failed before and solved after
+    lost: int
+    p_value: float  # exact two-sided McNemar test on the discordant episodes
+
+
+def paired_difference(before: RowResult, after: RowResult, tasks: tuple[str, ...]
+                      ) -> PairedDifference:
+    """The paired difference of two rows over `tasks`: a 95% interval for the change in
+    success rate (Wald on the paired differences) and the exact McNemar p-value — the
+    rows ran the same held-out seeds, so pairs are tighter than two separate intervals."""
+    keys = sorted(k for k in before.outcomes if k in after.outcomes
+                  and k.rsplit("/", 1)[0] in tasks)
+    n = len(keys)
+    gained = sum(after.outcomes[k] and not before.outcomes[k] for k in keys)
+    lost = sum(before.outcomes[k] and not after.outcomes[k] for k in keys)
+    d = (gained - lost) / n if n else 0.0
+    half = 1.96 * math.sqrt(max(0.0, (gained + lost) / n - d * d) / n) if n else 0.0
+    m = gained + lost
+    tail = sum(math.comb(m, i) for i in range(min(gained, lost) + 1)) / 2 ** m if m else 1.0
+    return PairedDifference(before=before.row, after=after.row, tasks=tasks, episodes=n,
+                            difference=d, low=d - half, high=d + half, gained=gained,
+                            lost=lost, p_value=min(1.0, 2 * tail))
 
 
 def results_table(rows: list[RowResult], tasks: tuple[str, ...], title: str) -> Table:
@@ -605,12 +689,13 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
 
     started = time.monotonic()
     with Progress(console=console) as progress:
-        n = len(config.tasks) * (config.train_seeds + config.eval_seeds)
+        evaluated = (*config.tasks, *config.multi_step_tasks)
+        n = len(config.tasks) * config.train_seeds + len(evaluated) * config.eval_seeds
         bar = progress.add_task("collect screens (oracle + browser)", total=n)
         train = collect_screens(config.tasks, TRAIN_SEED, config.train_seeds, work / "demos",
                                 lambda: progress.advance(bar))
         progress.update(bar, completed=len(train))
-        heldout = collect_screens(config.tasks, EVAL_SEED, config.eval_seeds, work / "heldout",
+        heldout = collect_screens(evaluated, EVAL_SEED, config.eval_seeds, work / "heldout",
                                   lambda: progress.advance(bar))
         progress.update(bar, completed=n)
         bar = progress.add_task("collect multi-step oracle episodes",
@@ -627,7 +712,9 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
         progress.update(bar, completed=config.generated_pages)
         timed("generate", started)
     assert not {r["seed"] for r in train} & {r["seed"] for r in heldout}
-    truth = {(r["task"], r["seed"]): (r["x"], r["y"]) for r in heldout}
+    # the correlation is over the click tasks (a multi-step task's field hardly moves)
+    truth = {(r["task"], r["seed"]): (r["x"], r["y"]) for r in heldout
+             if r["task"] in config.tasks}
     held_png = {(r["task"], r["seed"]): (work / "heldout" / r["image"]).read_bytes()
                 for r in heldout}
 
@@ -678,12 +765,15 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
                            "train_s": sum(r["train_s"] for r in stage_logs)},
                 "stages": stage_logs} if stage_logs else None)
 
-    def swapped(task_id: str, seed: int, _png: bytes) -> bytes:
-        # another held-out seed's screen of the same task (the next seed, cyclically)
+    def swapped(task_id: str, seed: int, step: int, png: bytes) -> bytes:
+        # the first screen (where the target must be found) is another held-out seed's of
+        # the same task (the next seed, cyclically); later screens are the episode's own
+        if step:
+            return png
         other = EVAL_SEED + (seed - EVAL_SEED + 1) % config.eval_seeds
         return held_png[(task_id, other)]
 
-    def blank(_task_id: str, _seed: int, png: bytes) -> bytes:
+    def blank(_task_id: str, _seed: int, _step: int, png: bytes) -> bytes:
         from PIL import Image
 
         size = Image.open(io.BytesIO(png)).size
@@ -729,7 +819,15 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     title = (f"MiniWoB held-out seeds {EVAL_SEED}..{EVAL_SEED + config.eval_seeds - 1} "
              f"({config.eval_seeds} per task); trained on seeds {TRAIN_SEED}.."
              f"{TRAIN_SEED + config.train_seeds - 1}")
-    console.print(results_table(rows, config.tasks, title))
+    console.print(results_table(rows, evaluated, title))
+    by_row = {r.row: r for r in rows}
+    differences = [paired_difference(by_row[before], by_row[after], tasks)
+                   for before, after in (("sft", "grpo"),) if before in by_row and after in by_row
+                   for tasks in dict.fromkeys((evaluated, config.tasks))]
+    for d in differences:
+        console.print(f"{d.after} - {d.before} on {', '.join(d.tasks)}: {d.difference:+.1%} "
+                      f"[{d.low:+.1%}, {d.high:+.1%}] (paired, {d.episodes} episodes: "
+                      f"{d.gained} gained, {d.lost} lost; McNemar p = {d.p_value:.3f})")
     if sft_log:
         result = sft_log["result"]
         console.print(f"SFT: {result['steps']} steps, loss {result['first_loss']:.3f} -> "
@@ -739,6 +837,7 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     console.print("stage wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
     (work / "summary.json").write_text(json.dumps(
         {"config": config.model_dump(mode="json"), "rows": [r.model_dump() for r in rows],
+         "paired_differences": [d.model_dump() for d in differences],
          "stages_s": stages, "sft": sft_log["result"] if sft_log else None,
          "sft_stages": sft_log["stages"] if sft_log else None}, indent=2))
     return rows
@@ -776,7 +875,8 @@ class GRPOStepLog(BaseModel):
 def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -> None:
     """GRPO from the SFT checkpoint through TRL's `environment_factory`: multi-turn, each
     tool call executed on MiniWoB by `ComputerUseEnvironment`, the new screenshot as the
-    tool's result, the page's score as the reward. Writes the checkpoint and grpo.json."""
+    tool's result, the episode's success as the reward
+    (settings' `outcome`; "score": the page's score). Writes the checkpoint and grpo.json."""
     import os
 
     import torch
@@ -784,6 +884,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     from transformers import Qwen3VLForConditionalGeneration, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from agent.trainers.rewards import RewardConfig
     from agent.trainers.trl_env import ComputerUseEnvironment
     from benchmarks.miniwob.environment import MiniWoBEnvironment
     from benchmarks.miniwob.suite import MiniWoBSuite
@@ -797,10 +898,10 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
                 "prompts_per_step": 2,
                 "learning_rate": 2e-4, "beta": 0.04, "temperature": 1.0,
                 "max_completion_length": 160, "max_tool_calls": 4, "num_iterations": 1,
-                **config.grpo}
+                "outcome": "success", **config.grpo}
     unknown = set(settings) - {"tasks", "group", "prompts_per_step", "learning_rate", "beta",
                                "temperature", "max_completion_length", "max_tool_calls",
-                               "num_iterations"}
+                               "num_iterations", "outcome"}
     if unknown:
         raise ValueError(f"grpo: unknown settings {sorted(unknown)}")
     suite = MiniWoBSuite()
@@ -826,7 +927,8 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
             return reward
 
     def factory() -> ComputerUseEnvironment:
-        env = CountingEnvironment(environment=MiniWoBEnvironment(suite.web_config), suite=suite)
+        env = CountingEnvironment(environment=MiniWoBEnvironment(suite.web_config), suite=suite,
+                                  rewards=RewardConfig(outcome=settings["outcome"]))
         environments.append(env)
         return env
 
@@ -841,7 +943,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         for _ in range(settings["prompts_per_step"]):
             task = rng.choice(settings["tasks"])
             seed = 50_000 + step * 100 + rng.randrange(100)  # disjoint from SFT and held-out
-            steps_allowed = 1 if task in config.tasks else settings["max_tool_calls"]
+            steps_allowed = 1 if task in config.tasks else config.multi_step_max_steps
             rows.append({"prompt": [{"role": "user", "content": []}], "task_id": task,
                          "seed": seed, "max_steps": steps_allowed})
     model = Qwen3VLForConditionalGeneration.from_pretrained(start, dtype=torch.float32)
