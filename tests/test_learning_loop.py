@@ -109,14 +109,18 @@ def test_stage_samples_follow_the_curriculum():
         stage_samples(SFTStage(steps=1, max_difficulty=0.0), 0, demos, pages[1:], 4, 0)
 
 
+# an enter-text oracle episode as collect_episodes records it
+EPISODE_ROW = {"instruction": 'Enter "Ann" into the text field and press Submit.',
+               "screen": [160, 210], "steps": [
+                   {"image": "e-0.png", "action": {"type": "click", "x": 80, "y": 105}},
+                   {"image": "e-1.png", "action": {"type": "type", "text": "Ann"}},
+                   {"image": "e-2.png", "action": {"type": "click", "x": 16, "y": 21}}]}
+
+
 def test_an_episode_is_one_multi_turn_sample():
     """A multi-step oracle episode becomes the conversation a GRPO rollout is: the first
     screenshot in the user turn, each later one as the tool's result."""
-    row = {"instruction": 'Enter "Ann" into the text field and press Submit.',
-           "screen": [160, 210], "steps": [
-               {"image": "e-0.png", "action": {"type": "click", "x": 80, "y": 105}},
-               {"image": "e-1.png", "action": {"type": "type", "text": "Ann"}},
-               {"image": "e-2.png", "action": {"type": "click", "x": 16, "y": 21}}]}
+    row = EPISODE_ROW
     messages = sample_messages(row)
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "tool",
                                              "assistant"]
@@ -134,11 +138,7 @@ def test_evaluation_shows_an_episode_as_training_did(tiny_model_dir):  # noqa: F
     from actions.contracts import PolicyOutput, StepHistory
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    row = {"instruction": 'Enter "Ann" into the text field and press Submit.',
-           "screen": [160, 210], "steps": [
-               {"image": "e-0.png", "action": {"type": "click", "x": 80, "y": 105}},
-               {"image": "e-1.png", "action": {"type": "type", "text": "Ann"}},
-               {"image": "e-2.png", "action": {"type": "click", "x": 16, "y": 21}}]}
+    row = EPISODE_ROW
     sample = sample_messages(row)
     answers = [m["content"] for m in sample if m["role"] == "assistant"]
     trained = tokenizer.apply_chat_template(sample, tokenize=False)
