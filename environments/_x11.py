@@ -63,9 +63,25 @@ def _environ(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
+def _group_members(group: int) -> list[int]:
+    """Pids of the processes in process group `group` that have not exited (zombies, dead
+    but not yet reaped by whoever inherited them, are not counted)."""
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(ProcessLookupError, psutil.Error):
+            if (process.info["status"] != psutil.STATUS_ZOMBIE
+                    and os.getpgid(process.pid) == group):
+                members.append(process.pid)
+    return members
+
+
 def _kill_group(proc: subprocess.Popen, timeout_s: float = 3.0) -> None:
     """SIGTERM the process group led by `proc`; SIGKILL the group after the leader exits
-    (children may outlive it) or after timeout_s."""
+    (children may outlive it) or after timeout_s; return once every member has exited
+    (a signal is delivered asynchronously: on a loaded machine a killed child can still
+    be running when the leader has been reaped), or after timeout_s more."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -74,6 +90,9 @@ def _kill_group(proc: subprocess.Popen, timeout_s: float = 3.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while _group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the condition itself, bounded by the deadline
 
 
 class XServer:
