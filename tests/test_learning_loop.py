@@ -197,6 +197,8 @@ def test_config_file_errors_are_clear(tmp_path):
         LearningConfig(train_seeds=0)
     with pytest.raises(ValueError, match="set by sft_stages"):
         LearningConfig(sft={"epochs": 2})
+    with pytest.raises(ValueError, match=r"unknown settings \['learnin_rate'\]"):
+        LearningConfig(grpo={"learnin_rate": 1e-4})  # refused at load, not after SFT
     with pytest.raises(ValueError, match="generated_pages is 0"):
         LearningConfig(generated_pages=0)  # the default curriculum draws generated pages
     LearningConfig(generated_pages=0, sft_stages=[{"steps": 5, "demo_fraction": 1.0}])

@@ -158,6 +158,7 @@ class LearningConfig(BaseModel):
                                  "generated_pages is 0")
         if "epochs" in self.sft or "max_samples" in self.sft:
             raise ValueError("sft: epochs and max_samples are set by sft_stages")
+        grpo_settings(self)
         return self
 
 
@@ -524,19 +525,13 @@ def within_task_correlation(pairs: list[tuple[str, float, float]]) -> float | No
     return pearson(centred_p, centred_t)
 
 
-def first_clicks(run_dir: Path) -> dict[tuple[str, int], tuple[float, float]]:
-    """(task, seed) -> the first click of each recorded episode that made one."""
-    from trajectories.store import RunDir
-
-    run = RunDir(run_dir)
-    clicks: dict[tuple[str, int], tuple[float, float]] = {}
-    for result in run.results():
-        steps = run.steps(result.episode_id)
-        click = next((a for a in steps[0].output.actions if isinstance(a, Click)), None) \
-            if steps else None
-        if click is not None:
-            clicks[(result.task_id, result.seed)] = (click.x, click.y)
-    return clicks
+def first_click(run: Any, episode_id: str) -> tuple[float, float] | None:
+    """The first click of a recorded episode (a `RunDir`'s), None when its first step
+    made none."""
+    steps = run.steps(episode_id)
+    click = next((a for a in steps[0].output.actions if isinstance(a, Click)), None) \
+        if steps else None
+    return None if click is None else (click.x, click.y)
 
 
 class RowResult(BaseModel):
@@ -597,12 +592,15 @@ def score_row(row: str, run_dirs: list[Path], truth: dict[tuple[str, int], tuple
     outcomes: dict[str, bool] = {}
     clicks: dict[tuple[str, int], tuple[float, float]] = {}
     for run_dir in run_dirs:
-        for result in RunDir(run_dir).results():
+        run = RunDir(run_dir)
+        for result in run.results():
             counts = per_task.setdefault(result.task_id, [0, 0])
             counts[0] += int(result.success)
             counts[1] += 1
             outcomes[f"{result.task_id}/{result.seed}"] = bool(result.success)
-        clicks.update(first_clicks(run_dir))
+            click = first_click(run, result.episode_id)
+            if click is not None:
+                clicks[(result.task_id, result.seed)] = click
     keys = [k for k in truth if k in clicks]
     return RowResult(
         row=row, successes=sum(c[0] for c in per_task.values()),
@@ -822,9 +820,10 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
              f"{TRAIN_SEED + config.train_seeds - 1}")
     console.print(results_table(rows, evaluated, title))
     by_row = {r.row: r for r in rows}
-    differences = [paired_difference(by_row[before], by_row[after], tasks)
-                   for before, after in (("sft", "grpo"),) if before in by_row and after in by_row
-                   for tasks in dict.fromkeys((evaluated, config.tasks))]
+    differences = []
+    if "sft" in by_row and "grpo" in by_row:  # on all tasks, then the click tasks alone
+        differences = [paired_difference(by_row["sft"], by_row["grpo"], tasks)
+                       for tasks in dict.fromkeys((evaluated, config.tasks))]
     for d in differences:
         console.print(f"{d.after} - {d.before} on {', '.join(d.tasks)}: {d.difference:+.1%} "
                       f"[{d.low:+.1%}, {d.high:+.1%}] (paired, {d.episodes} episodes: "
@@ -873,6 +872,19 @@ class GRPOStepLog(BaseModel):
     wall_s: float
 
 
+def grpo_settings(config: LearningConfig) -> dict[str, Any]:
+    """run_grpo's settings: its defaults overridden by `config.grpo`; a setting without a
+    default is refused (LearningConfig checks this when it is built, long before GRPO)."""
+    defaults = {"tasks": [*config.tasks, *config.multi_step_tasks], "group": 4,
+                "prompts_per_step": 2, "learning_rate": 2e-4, "beta": 0.04, "temperature": 1.0,
+                "max_completion_length": 160, "max_tool_calls": 4, "num_iterations": 1,
+                "outcome": "success"}
+    unknown = set(config.grpo) - set(defaults)
+    if unknown:
+        raise ValueError(f"grpo: unknown settings {sorted(unknown)}")
+    return {**defaults, **config.grpo}
+
+
 def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -> None:
     """GRPO from the SFT checkpoint through TRL's `environment_factory`: multi-turn, each
     tool call executed on MiniWoB by `ComputerUseEnvironment`, the new screenshot as the
@@ -895,16 +907,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     # the multi-step tasks (enter-text: click the field, type, click Submit) make the
     # rollouts multi-turn; the click tasks end after one action, as in evaluation
-    settings = {"tasks": [*config.tasks, *config.multi_step_tasks], "group": 4,
-                "prompts_per_step": 2,
-                "learning_rate": 2e-4, "beta": 0.04, "temperature": 1.0,
-                "max_completion_length": 160, "max_tool_calls": 4, "num_iterations": 1,
-                "outcome": "success", **config.grpo}
-    unknown = set(settings) - {"tasks", "group", "prompts_per_step", "learning_rate", "beta",
-                               "temperature", "max_completion_length", "max_tool_calls",
-                               "num_iterations", "outcome"}
-    if unknown:
-        raise ValueError(f"grpo: unknown settings {sorted(unknown)}")
+    settings = grpo_settings(config)
     suite = MiniWoBSuite()
     environments: list[ComputerUseEnvironment] = []
     rollouts: list[tuple[str, int, float]] = []  # (task, tool calls, reward) since the last log
