@@ -31,6 +31,7 @@ from benchmarks.perf.learning import (
     keep_demos,
     paired_difference,
     pearson,
+    results_table,
     sample_messages,
     stage_samples,
     wilson,
@@ -77,6 +78,26 @@ def test_paired_difference_counts_the_discordant_episodes():
     assert (d.low, d.high) == (pytest.approx(0.4 - half), pytest.approx(0.4 + half))
     same = paired_difference(before, before, ("t", "other"))
     assert (same.difference, same.p_value, same.episodes) == (0.0, 1.0, 21)
+
+
+def test_table_gives_success_over_the_click_tasks_beside_all_tasks():
+    """The swapped row is compared with the fixed point over the tasks whose target moves:
+    a multi-step task's success can come from the prompt alone (the word to type)."""
+    import io
+
+    from rich.console import Console
+
+    row = RowResult(row="sft-swapped", successes=20, episodes=40,
+                    per_task={"a": [1, 10], "b": [3, 10], "enter-text": [16, 20]},
+                    corr_x=None, corr_y=None, clicks=20, wall_s=1.0)
+    console = Console(file=io.StringIO(), width=200)
+    console.print(results_table([row], ("a", "b", "enter-text"), "t", ("a", "b")))
+    text = console.file.getvalue()
+    assert "click tasks (95% CI)" in text and "50% [35%, 65%]" in text
+    assert "20% [8%, 42%]" in text  # 4/20 over a and b alone (Wilson)
+    console = Console(file=io.StringIO(), width=200)
+    console.print(results_table([row], ("a", "b"), "t", ("a", "b")))
+    assert "click tasks" not in console.file.getvalue()  # nothing to add
 
 
 def test_click_answer_parses_back_to_the_click():
@@ -199,8 +220,9 @@ def test_config_file_errors_are_clear(tmp_path):
         LearningConfig(sft={"epochs": 2})
     with pytest.raises(ValueError, match=r"unknown settings \['learnin_rate'\]"):
         LearningConfig(grpo={"learnin_rate": 1e-4})  # refused at load, not after SFT
-    with pytest.raises(ValueError, match="generated_pages is 0"):
-        LearningConfig(generated_pages=0)  # the default curriculum draws generated pages
+    with pytest.raises(ValueError, match="generated_episodes are 0"):
+        LearningConfig(generated_pages=0, generated_episodes=0)  # the curriculum draws them
+    LearningConfig(generated_pages=0, generated_episodes=3)  # episodes alone are enough
     LearningConfig(generated_pages=0, sft_stages=[{"steps": 5, "demo_fraction": 1.0}])
 
 
@@ -213,7 +235,7 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
     from agent.cli.main import app
 
     config = {"tasks": ["click-test"], "train_seeds": 3, "eval_seeds": 2, "threads": 1,
-              "generated_pages": 4, "multi_step_seeds": 1, "multi_step_max_steps": 2,
+              "generated_pages": 4, "generated_episodes": 2, "multi_step_seeds": 1, "multi_step_max_steps": 2,
               "sft": {"learning_rate": 1e-3, "batch_size": 3, "logging_steps": 1},
               "sft_stages": [{"steps": 1, "max_difficulty": 1.0},
                              {"steps": 1, "max_difficulty": 1.0, "demo_fraction": 0.5}],
@@ -249,6 +271,11 @@ def test_the_loop_end_to_end_on_a_few_steps(tmp_path, one_torch_thread):  # noqa
     assert summary["sft"]["steps"] == 2 and len(summary["sft_stages"]) == 2
     pages = (out / "generated" / "screens.jsonl").read_text().splitlines()
     assert len(pages) == 4  # the curriculum's generated pages
+    entries = [json.loads(line) for line in
+               (out / "generated-episodes" / "episodes.jsonl").read_text().splitlines()]
+    assert [len(e["steps"]) for e in entries] == [3, 3]  # click, type, Submit
+    assert all((out / "generated-episodes" / s["image"]).exists()
+               for e in entries for s in e["steps"])
     # stage 2 drew half its 3 samples from the MiniWoB demos, stage 1 none
     stage1 = (out / "sft-stage-1" / "data.jsonl").read_text()
     stage2 = (out / "sft-stage-2" / "data.jsonl").read_text()

@@ -1,5 +1,6 @@
-"""The learning curriculum's single-target pages (`benchmarks.grounding.simple_pages`) and
-the tiny model's init options that let a model trained from scratch see them.
+"""The learning curriculum's single-target pages and text-entry episodes
+(`benchmarks.grounding.simple_pages`) and the tiny model's init options that let a model
+trained from scratch see them.
 
 Real parts: the pages are rendered by our Playwright Chromium through
 `cua generate-grounding --simple-pages`, read back by the ScreenSpot-Pro loader; the
@@ -8,14 +9,21 @@ model is the real Qwen3-VL vision tower built by `policies.tiny`.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from actions.models import Click, Type
 from benchmarks.grounding.data import load_screenspot_pro
-from benchmarks.grounding.simple_pages import page_difficulty, simple_target_page
+from benchmarks.grounding.simple_pages import (
+    generate_text_entry,
+    page_difficulty,
+    simple_target_page,
+    text_entry_page,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +101,33 @@ def test_patch_bias_init_lets_layernorm_tell_grey_from_white(tmp_path: Path):
     biased = features(TinyQwen3VLSpec(vision_layers=1, vision_patch_bias_std=1.0,
                                       vision_position_std=1.0))
     assert (biased[0] - biased[1]).abs().max() > 0.05
+
+
+def test_text_entry_pages_are_seeded_with_a_word_to_copy():
+    html, instruction, word = text_entry_page(3, 0.5)
+    assert (html, instruction, word) == text_entry_page(3, 0.5)
+    assert instruction == f'Enter "{word}" into the text field and press Submit.'
+    assert f"<b>{word}</b>" in html and 'id="target"' in html and 'id="submit"' in html
+    words = [text_entry_page(seed, 0.5)[2] for seed in range(300)]
+    assert len(set(words)) > 290  # made up per seed: to be copied, not memorised
+    assert all(w.isalpha() and 2 <= len(w) <= 16 for w in words)
+    assert "rgb(60,60,60)" in text_entry_page(3, 0.0)[0]  # difficulty 0: a dark Submit
+
+
+def test_text_entry_episodes_type_the_word_into_the_field():
+    """The oracle's episodes run through our WebEnvironment in Chromium: click the field,
+    type the instruction's word, click Submit; each screenshot is the page the action
+    was taken on (the typed word shows up on the field's row between the 2nd and 3rd)."""
+    from PIL import Image, ImageChops
+
+    episodes = generate_text_entry(3, seed=5)
+    assert [e.name for e in episodes] == ["entry-000005", "entry-000006", "entry-000007"]
+    for episode in episodes:
+        field, typed, submit = episode.actions
+        assert isinstance(field, Click) and isinstance(submit, Click)
+        assert isinstance(typed, Type) and f'"{typed.text}"' in episode.instruction
+        assert field.y < submit.y and 50 < field.y < 210  # below the band, Submit under it
+        before, after = (Image.open(io.BytesIO(png)).convert("RGB") for png in episode.pngs[1:])
+        x1, y1, x2, y2 = ImageChops.difference(before, after).getbbox()
+        assert y1 <= field.y <= y2 and y2 < submit.y  # the word appeared in the field
+        assert episode.difficulty == page_difficulty(int(episode.name.split("-")[1]))

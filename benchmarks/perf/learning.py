@@ -100,7 +100,10 @@ class LearningConfig(BaseModel):
     rollouts take) on training seeds, drawn with the demos in the SFT stages and run in
     GRPO, so that the RL is multi-turn; they are held-out columns too, each episode up to
     multi_step_max_steps actions (in evaluation and in GRPO). generated_pages: single-target pages rendered for
-    the curriculum (`benchmarks.grounding.simple_pages`, seeds 0..; 0 = none). model: the small
+    the curriculum (`benchmarks.grounding.simple_pages`, seeds 0..; 0 = none).
+    generated_episodes: text-entry episodes generated for the curriculum (a made-up word to
+    copy from the instruction into a field, then Submit; drawn with the generated pages by
+    difficulty; 0 = none). model: the small
     Qwen3-VL's shape (`TinyQwen3VLSpec` fields). min_pixels / max_pixels: the image budget
     (upscaling the 160x210 screen gives more visual tokens per target). sft:
     `TrainSFTOptions` fields shared by the stages (epochs is set per stage: one pass over
@@ -118,6 +121,7 @@ class LearningConfig(BaseModel):
     train_seeds: int = Field(600, ge=1)
     eval_seeds: int = Field(25, ge=2)
     generated_pages: int = Field(4000, ge=0)
+    generated_episodes: int = Field(2000, ge=0)
     multi_step_tasks: tuple[str, ...] = ("enter-text",)
     multi_step_seeds: int = Field(300, ge=0)
     multi_step_max_steps: int = Field(3, ge=1)
@@ -153,9 +157,10 @@ class LearningConfig(BaseModel):
         if not self.sft_stages:
             raise ValueError("sft_stages: at least one stage")
         for stage in self.sft_stages:
-            if stage.demo_fraction < 1 and not self.generated_pages:
+            if stage.demo_fraction < 1 and not (self.generated_pages
+                                                or self.generated_episodes):
                 raise ValueError("an SFT stage draws generated pages (demo_fraction < 1) but "
-                                 "generated_pages is 0")
+                                 "generated_pages and generated_episodes are 0")
         if "epochs" in self.sft or "max_samples" in self.sft:
             raise ValueError("sft: epochs and max_samples are set by sft_stages")
         grpo_settings(self)
@@ -336,6 +341,38 @@ def generate_pages(count: int, out: Path, progress: Callable[[], None] | None = 
                        "y": round((y1 + y2) / 2), "box": [x1, y1, x2, y2],
                        "image": record["img_filename"], "screen": record["img_size"],
                        "difficulty": float(record["group"][1:])}
+                sink.write(json.dumps(row) + "\n")
+                rows.append(row)
+            sink.flush()
+    return rows[:count]
+
+
+def generate_entry_episodes(count: int, out: Path,
+                            progress: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """The curriculum's text-entry episodes (`benchmarks.grounding.simple_pages`, seeds
+    0..count-1: click the field, type a made-up word, click Submit), as episode rows (the
+    form `collect_episodes` writes) with their difficulty; resumable."""
+    from benchmarks.grounding.simple_pages import generate_text_entry
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = out / "episodes.jsonl"
+    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
+    chunk = 250
+    with meta.open("a") as sink:
+        for first in range(len(rows), count, chunk):
+            for episode in generate_text_entry(min(chunk, count - first), seed=first,
+                                               progress=progress):
+                steps = []
+                for index, (png, action) in enumerate(zip(episode.pngs, episode.actions,
+                                                          strict=True)):
+                    name = f"{episode.name}-{index}.png"
+                    (out / name).write_bytes(png)
+                    steps.append({"image": name, "action": action.model_dump(mode="json")})
+                row = {"task": "generated-text-entry",
+                       "seed": int(episode.name.rsplit("-", 1)[1]),
+                       "instruction": episode.instruction,
+                       "screen": [episode.size.width, episode.size.height], "steps": steps,
+                       "success": True, "difficulty": episode.difficulty}
                 sink.write(json.dumps(row) + "\n")
                 rows.append(row)
             sink.flush()
@@ -644,20 +681,35 @@ def paired_difference(before: RowResult, after: RowResult, tasks: tuple[str, ...
                             lost=lost, p_value=min(1.0, 2 * tail))
 
 
-def results_table(rows: list[RowResult], tasks: tuple[str, ...], title: str) -> Table:
+def results_table(rows: list[RowResult], tasks: tuple[str, ...], title: str,
+                  click_tasks: tuple[str, ...] = ()) -> Table:
+    """One row per RowResult: successes per task, success over all `tasks` and, when
+    `click_tasks` is a proper subset, over those alone (the tasks whose target moves: where
+    the swapped-screenshot row is compared with the fixed point), correlations, episodes,
+    wall seconds."""
+    subset = tuple(t for t in tasks if t in click_tasks)
+    subset = subset if subset and subset != tasks else ()
     table = Table(title=title)
-    for column in ("row", *tasks, "success (95% CI)", "corr x", "corr y", "episodes", "wall s"):
+    columns = ("row", *tasks, "success (95% CI)", *(("click tasks (95% CI)",) if subset else ()),
+               "corr x", "corr y", "episodes", "wall s")
+    for column in columns:
         table.add_column(column, justify="left" if column == "row" else "right")
+
+    def rate(successes: int, episodes: int) -> str:
+        low, high = wilson(successes, episodes)
+        return f"{successes / max(1, episodes):.0%} [{low:.0%}, {high:.0%}]"
+
+    def corr(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
     for r in rows:
-        low, high = wilson(r.successes, r.episodes)
-        cells = [f"{r.per_task.get(t, [0, 0])[0]}/{r.per_task.get(t, [0, 0])[1]}" for t in tasks]
-
-        def corr(value: float | None) -> str:
-            return "-" if value is None else f"{value:.2f}"
-
-        table.add_row(r.row, *cells, f"{r.successes / max(1, r.episodes):.0%} "
-                      f"[{low:.0%}, {high:.0%}]", corr(r.corr_x), corr(r.corr_y),
-                      str(r.episodes), f"{r.wall_s:.0f}")
+        counts = [r.per_task.get(t, [0, 0]) for t in tasks]
+        cells = [f"{k}/{n}" for k, n in counts]
+        clicks = [r.per_task.get(t, [0, 0]) for t in subset]
+        table.add_row(r.row, *cells, rate(r.successes, r.episodes),
+                      *((rate(sum(k for k, _ in clicks), sum(n for _, n in clicks)),)
+                        if subset else ()),
+                      corr(r.corr_x), corr(r.corr_y), str(r.episodes), f"{r.wall_s:.0f}")
     return table
 
 
@@ -709,6 +761,11 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
         pages = generate_pages(config.generated_pages, work / "generated",
                                lambda: progress.advance(bar)) if config.generated_pages else []
         progress.update(bar, completed=config.generated_pages)
+        bar = progress.add_task("generate text-entry episodes", total=config.generated_episodes)
+        entries = generate_entry_episodes(
+            config.generated_episodes, work / "generated-episodes",
+            lambda: progress.advance(bar)) if config.generated_episodes else []
+        progress.update(bar, completed=config.generated_episodes)
         timed("generate", started)
     assert not {r["seed"] for r in train} & {r["seed"] for r in heldout}
     # the correlation is over the click tasks (a multi-step task's field hardly moves)
@@ -730,7 +787,8 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     needs_sft = any(row.startswith(("sft", "grpo")) for row in config.rows)
     demos = ([{**r, "folder": str(work / "demos")} for r in keep_demos(train)]
              + [{**r, "folder": str(work / "episodes")} for r in episodes])
-    generated = [{**r, "folder": str(work / "generated")} for r in pages]
+    generated = ([{**r, "folder": str(work / "generated")} for r in pages]
+                 + [{**r, "folder": str(work / "generated-episodes")} for r in entries])
     previous = untrained
     stage_logs: list[dict[str, Any]] = []
     curriculum_log = sft_model / "curriculum.json"
@@ -818,7 +876,7 @@ def run_loop(config: LearningConfig, work: Path, console: Console | None = None
     title = (f"MiniWoB held-out seeds {EVAL_SEED}..{EVAL_SEED + config.eval_seeds - 1} "
              f"({config.eval_seeds} per task); trained on seeds {TRAIN_SEED}.."
              f"{TRAIN_SEED + config.train_seeds - 1}")
-    console.print(results_table(rows, evaluated, title))
+    console.print(results_table(rows, evaluated, title, config.tasks))
     by_row = {r.row: r for r in rows}
     differences = []
     if "sft" in by_row and "grpo" in by_row:  # on all tasks, then the click tasks alone
