@@ -131,6 +131,20 @@ def _resolve_dtype(dtype: str, device: str):
         raise ValueError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32") from None
 
 
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>",
+                 "<|video_pad|>")
+
+
+def vision_token_ids(tokenizer: Any) -> list[int]:
+    """The ids of the tokens that stand for image or video input (`VISION_TOKENS` the
+    tokenizer has): a reply must never contain one. Sampled at temperature 1, a small model
+    does emit them; the next forward pass over prompt + reply then fails (a video token
+    with no video: transformers' Qwen3-VL `get_rope_index` raises a TypeError — a GRPO run
+    crashed so, docs/training.md). TRL's GRPOTrainer suppresses the image token only."""
+    ids = (tokenizer.convert_tokens_to_ids(token) for token in VISION_TOKENS)
+    return sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
+
+
 class QwenVLPromptEncoder:
     """Turns chat messages + images into Qwen-VL model inputs, like Qwen3VLProcessor does.
 
@@ -153,6 +167,7 @@ class QwenVLPromptEncoder:
         self.video_token_id = tokenizer.convert_tokens_to_ids("<|video_pad|>")
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise PolicyLoadError("the tokenizer has no <|image_pad|> token: not a Qwen-VL checkpoint")
+        self.vision_token_ids = vision_token_ids(tokenizer)
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
         self.pad_token_id = tokenizer.pad_token_id
         if self.pad_token_id is None:
@@ -379,6 +394,9 @@ class QwenVLGenerator:
             "return_dict_in_generate": True,
             "output_logits": True,
             "do_sample": sampling.do_sample,
+            # never sampled: a reply holding one would not encode again (the next step's
+            # prompt carries the reply)
+            "suppress_tokens": self.encoder.vision_token_ids,
         }
         if sampling.do_sample:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p,

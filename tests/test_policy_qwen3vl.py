@@ -145,3 +145,25 @@ def test_moe_checkpoint_loads_with_the_moe_class(tmp_path: Path) -> None:
     assert policy.dialect == "qwen3"
     out = policy.act([episode_state(), episode_state(80, "b")])
     assert all(len(o.response_token_ids) == len(o.response_logprobs) > 0 for o in out)
+
+
+def test_replies_never_contain_vision_tokens(tiny_model_dir: Path) -> None:
+    """A sampled <|video_pad|> (or any token standing for image/video input) would make
+    the next step's prompt, which carries the reply, fail to encode; generation suppresses
+    them even when the model prefers them above everything else."""
+    from policies.qwen3vl import VISION_TOKENS, vision_token_ids
+
+    policy = Qwen3VLPolicy.from_options(model=str(tiny_model_dir), greedy=True, max_new_tokens=6,
+                                        device="cpu")
+    tokenizer = policy.encoder.tokenizer
+    ids = vision_token_ids(tokenizer)
+    assert ids == sorted(tokenizer.convert_tokens_to_ids(t) for t in VISION_TOKENS)
+
+    def prefer_vision_tokens(_module, _inputs, logits):
+        logits[..., ids] += 1e4
+        return logits
+
+    policy.generator.model.lm_head.register_forward_hook(prefer_vision_tokens)
+    out = policy.act([episode_state()])[0]
+    assert len(out.response_token_ids) == 6
+    assert not set(out.response_token_ids) & set(ids)

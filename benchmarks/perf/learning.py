@@ -959,7 +959,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
     from agent.trainers.trl_env import ComputerUseEnvironment
     from benchmarks.miniwob.environment import MiniWoBEnvironment
     from benchmarks.miniwob.suite import MiniWoBSuite
-    from policies.qwen3vl import QwenVLPromptEncoder
+    from policies.qwen3vl import QwenVLPromptEncoder, vision_token_ids
     from policies.train_sft import _save_processor_files
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -1009,6 +1009,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
             rows.append({"prompt": [{"role": "user", "content": []}], "task_id": task,
                          "seed": seed, "max_steps": steps_allowed})
     model = Qwen3VLForConditionalGeneration.from_pretrained(start, dtype=torch.float32)
+    processor = image_only_processor(start, compact_chat_template())
     args = GRPOConfig(
         output_dir=str(out / "trainer"), per_device_train_batch_size=settings["group"]
         * settings["prompts_per_step"], num_generations=settings["group"],
@@ -1016,7 +1017,9 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
         learning_rate=settings["learning_rate"], beta=settings["beta"],
         temperature=settings["temperature"], use_cpu=True, report_to=[], logging_steps=1,
         save_strategy="no", bf16=False, max_tool_calling_iterations=settings["max_tool_calls"],
-        seed=config.seed, shuffle_dataset=False, num_iterations=settings["num_iterations"])
+        seed=config.seed, shuffle_dataset=False, num_iterations=settings["num_iterations"],
+        # TRL suppresses the image token only; a sampled video token crashed a run
+        generation_kwargs={"suppress_tokens": vision_token_ids(processor.tokenizer)})
     step_logs: list[GRPOStepLog] = []
     step_started = [time.monotonic()]
 
@@ -1048,7 +1051,7 @@ def run_grpo(config: LearningConfig, start: Path, out: Path, console: Console) -
 
     trainer = GRPOTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(rows),
-        processing_class=image_only_processor(start, compact_chat_template()),
+        processing_class=processor,
         reward_funcs=[acted], environment_factory=factory,
         callbacks=[StepLog()])
     started = time.monotonic()
