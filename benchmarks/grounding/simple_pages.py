@@ -38,7 +38,8 @@ __all__ = ["SIMPLE_VIEWPORT", "GeneratedEpisode", "entry_word", "generate_simple
 
 SIMPLE_VIEWPORT = Size(width=160, height=210)
 _BUTTON_TEXT = "Click Me!"
-_TARGET_BOX_JS = """() => { const r = document.getElementById('target').getBoundingClientRect();
+# The box of the element with an id (CSS px).
+_BOX_JS = """(id) => { const r = document.getElementById(id).getBoundingClientRect();
   return [r.left, r.top, r.right, r.bottom]; }"""
 
 
@@ -99,7 +100,7 @@ def generate_simple(count: int, *, seed: int = 0, device_scale_factor: float = 1
             html, instruction = simple_target_page(page_seed, difficulty)
             env.page.set_content(html)
             png = env.page.screenshot(type="png")
-            box = [v * device_scale_factor for v in env.page.evaluate(_TARGET_BOX_JS)]
+            box = [v * device_scale_factor for v in env.page.evaluate(_BOX_JS, "target")]
             name = f"simple-{page_seed:06d}"
             record = screenspot_pro_record(
                 f"{name}.png", tuple(box), size, instruction, "icon",
@@ -115,7 +116,6 @@ def generate_simple(count: int, *, seed: int = 0, device_scale_factor: float = 1
 
 _ENTRY_INSTRUCTION = 'Enter "{word}" into the text field and press Submit.'
 _VALUE_JS = "() => document.getElementById('target').value"
-_SUBMIT_BOX_JS = _TARGET_BOX_JS.replace("'target'", "'submit'")
 _CONSONANTS = "bcdfghjklmnprstvwyz"
 _VOWELS = "aeiou"
 
@@ -192,8 +192,8 @@ def generate_text_entry(count: int, *, seed: int = 0,
             difficulty = page_difficulty(page_seed)
             html, instruction, word = text_entry_page(page_seed, difficulty)
             env.page.set_content(html)
-            field = env.page.evaluate(_TARGET_BOX_JS)
-            submit = env.page.evaluate(_SUBMIT_BOX_JS)
+            field = env.page.evaluate(_BOX_JS, "target")
+            submit = env.page.evaluate(_BOX_JS, "submit")
             actions: list[Action] = [
                 Click(x=round((field[0] + field[2]) / 2), y=round((field[1] + field[3]) / 2)),
                 Type(text=word),
@@ -204,10 +204,10 @@ def generate_text_entry(count: int, *, seed: int = 0,
                 pngs.append(observation.screenshot_png)
             under = env.page.evaluate(
                 "([x, y]) => document.elementFromPoint(x, y).id", [actions[2].x, actions[2].y])
-            if env.page.evaluate(_VALUE_JS) != word or under != "submit":
+            value = env.page.evaluate(_VALUE_JS)
+            if value != word or under != "submit":
                 raise RuntimeError(f"text-entry page {page_seed}: the oracle's episode does "
-                                   f"not hold (field {env.page.evaluate(_VALUE_JS)!r}, "
-                                   f"submit point on {under!r})")
+                                   f"not hold (field {value!r}, submit point on {under!r})")
             episodes.append(GeneratedEpisode(
                 name=f"entry-{page_seed:06d}", instruction=instruction, difficulty=difficulty,
                 size=SIMPLE_VIEWPORT, pngs=pngs, actions=actions))

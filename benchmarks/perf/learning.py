@@ -316,35 +316,46 @@ def write_sft_export(screens: list[dict[str, Any]], out: Path) -> int:
     return len(screens)
 
 
+def _generate_resumable(count: int, meta: Path,
+                        chunk_rows: Callable[[int, int], list[dict[str, Any]]]
+                        ) -> list[dict[str, Any]]:
+    """Rows 0..count-1 of a generated set, one JSON line each in `meta`, made by
+    `chunk_rows(first, n)` (which writes their images beside `meta`) 250 at a time and
+    appended; resumable: a rerun goes on after the last row written."""
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
+    chunk = 250
+    with meta.open("a") as sink:
+        for first in range(len(rows), count, chunk):
+            for row in chunk_rows(first, min(chunk, count - first)):
+                sink.write(json.dumps(row) + "\n")
+                rows.append(row)
+            sink.flush()
+    return rows[:count]
+
+
 def generate_pages(count: int, out: Path, progress: Callable[[], None] | None = None
                    ) -> list[dict[str, Any]]:
     """The curriculum's single-target pages (`benchmarks.grounding.simple_pages`, seeds
     0..count-1), as screen rows with their difficulty; resumable."""
     from benchmarks.grounding.simple_pages import generate_simple
 
-    out.mkdir(parents=True, exist_ok=True)
-    meta = out / "screens.jsonl"
-    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
-    start = len(rows)
-    chunk = 250
-    with meta.open("a") as sink:
-        for first in range(start, count, chunk):
-            for screen in generate_simple(min(chunk, count - first), seed=first,
-                                          progress=progress):
-                record = screen.records[0]
-                x1, y1, x2, y2 = record["bbox"]
-                (out / record["img_filename"]).write_bytes(screen.png)
-                row = {"task": "simple-" + ("text" if "textbox" in record["instruction"]
-                                            else "button"),
-                       "seed": int(screen.name.rsplit("-", 1)[1]),
-                       "instruction": record["instruction"], "x": round((x1 + x2) / 2),
-                       "y": round((y1 + y2) / 2), "box": [x1, y1, x2, y2],
-                       "image": record["img_filename"], "screen": record["img_size"],
-                       "difficulty": float(record["group"][1:])}
-                sink.write(json.dumps(row) + "\n")
-                rows.append(row)
-            sink.flush()
-    return rows[:count]
+    def chunk_rows(first: int, n: int) -> list[dict[str, Any]]:
+        rows = []
+        for screen in generate_simple(n, seed=first, progress=progress):
+            record = screen.records[0]
+            x1, y1, x2, y2 = record["bbox"]
+            (out / record["img_filename"]).write_bytes(screen.png)
+            rows.append({"task": "simple-" + ("text" if "textbox" in record["instruction"]
+                                              else "button"),
+                         "seed": int(screen.name.rsplit("-", 1)[1]),
+                         "instruction": record["instruction"], "x": round((x1 + x2) / 2),
+                         "y": round((y1 + y2) / 2), "box": [x1, y1, x2, y2],
+                         "image": record["img_filename"], "screen": record["img_size"],
+                         "difficulty": float(record["group"][1:])})
+        return rows
+
+    return _generate_resumable(count, out / "screens.jsonl", chunk_rows)
 
 
 def generate_entry_episodes(count: int, out: Path,
@@ -354,29 +365,23 @@ def generate_entry_episodes(count: int, out: Path,
     form `collect_episodes` writes) with their difficulty; resumable."""
     from benchmarks.grounding.simple_pages import generate_text_entry
 
-    out.mkdir(parents=True, exist_ok=True)
-    meta = out / "episodes.jsonl"
-    rows = [json.loads(line) for line in meta.read_text().splitlines()] if meta.exists() else []
-    chunk = 250
-    with meta.open("a") as sink:
-        for first in range(len(rows), count, chunk):
-            for episode in generate_text_entry(min(chunk, count - first), seed=first,
-                                               progress=progress):
-                steps = []
-                for index, (png, action) in enumerate(zip(episode.pngs, episode.actions,
-                                                          strict=True)):
-                    name = f"{episode.name}-{index}.png"
-                    (out / name).write_bytes(png)
-                    steps.append({"image": name, "action": action.model_dump(mode="json")})
-                row = {"task": "generated-text-entry",
-                       "seed": int(episode.name.rsplit("-", 1)[1]),
-                       "instruction": episode.instruction,
-                       "screen": [episode.size.width, episode.size.height], "steps": steps,
-                       "success": True, "difficulty": episode.difficulty}
-                sink.write(json.dumps(row) + "\n")
-                rows.append(row)
-            sink.flush()
-    return rows[:count]
+    def chunk_rows(first: int, n: int) -> list[dict[str, Any]]:
+        rows = []
+        for episode in generate_text_entry(n, seed=first, progress=progress):
+            steps = []
+            for index, (png, action) in enumerate(zip(episode.pngs, episode.actions,
+                                                      strict=True)):
+                name = f"{episode.name}-{index}.png"
+                (out / name).write_bytes(png)
+                steps.append({"image": name, "action": action.model_dump(mode="json")})
+            rows.append({"task": "generated-text-entry",
+                         "seed": int(episode.name.rsplit("-", 1)[1]),
+                         "instruction": episode.instruction,
+                         "screen": [episode.size.width, episode.size.height], "steps": steps,
+                         "success": True, "difficulty": episode.difficulty})
+        return rows
+
+    return _generate_resumable(count, out / "episodes.jsonl", chunk_rows)
 
 
 def stage_samples(stage: SFTStage, index: int, demos: list[dict[str, Any]],
